@@ -1,0 +1,37 @@
+"""The `pseudoword` Typer app. Commands live in one module per area and register on `app`.
+
+Each command module is imported lazily-safe: a worker without the server extra still gets the
+file and runtime commands (a missing extra turns into a one-line error when the command runs).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="pseudoword",
+    help="A registry and runtime for textual-inversion embeddings.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Importing the modules registers their commands on `app`.
+from pseudoword.cli import files_cmd  # noqa: E402,F401
+
+for _module in ("server_cmd", "registry_cmd", "runtime_cmd"):
+    try:
+        __import__(f"pseudoword.cli.{_module}")
+    except ModuleNotFoundError as exc:  # a module not written yet, or an extra not installed
+        if not exc.name or not exc.name.startswith("pseudoword.cli."):
+            print(f"pseudoword: {_module} unavailable ({exc.name} not installed)", file=sys.stderr)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

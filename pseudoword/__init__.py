@@ -1,0 +1,1 @@
+"""pseudoword: a registry and runtime for textual-inversion embeddings."""

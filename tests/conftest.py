@@ -1,0 +1,53 @@
+"""Shared fixtures: where the corpus is, and how tests that need a real service skip.
+
+Under CI (``CI=true``) a missing service or corpus is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("PSEUDOWORD_CORPUS", ROOT.parent / "shared" / "corpus"))
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip the test with ``reason`` when ``condition`` is false; fail instead under CI."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    require((CORPUS / "embeddings" / "MANIFEST.tsv").is_file(), f"corpus not found at {CORPUS} (set PSEUDOWORD_CORPUS)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def embeddings_dir(corpus_dir: Path) -> Path:
+    return corpus_dir / "embeddings"
+
+
+@pytest.fixture(scope="session")
+def manifest(embeddings_dir: Path) -> list[dict[str, str]]:
+    """Rows of MANIFEST.tsv as dicts (file, architecture, vectors, sha256, size, format, keys)."""
+    lines = (embeddings_dir / "MANIFEST.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:] if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(corpus_dir: Path) -> Path:
+    return corpus_dir / "clip-tokenizer"
+
+
+@pytest.fixture(scope="session")
+def tokenizer_2_dir(corpus_dir: Path) -> Path:
+    return corpus_dir / "clip-tokenizer-2"
