@@ -1,0 +1,87 @@
+"""Writing embeddings: the canonical stored form and the exports other tools load.
+
+- canonical: safetensors ``{emb_params}`` or ``{clip_l, clip_g}``, dtype as given, with string
+  metadata (name, architecture, original format, training metadata).
+- ``a1111``: a torch zip in AUTOMATIC1111's layout (``{clip_l, clip_g}`` for sdxl, as A1111 reads).
+- ``diffusers``: ``learned_embeds.safetensors`` ``{<trigger>: [n, d]}`` for sd1/sd2; for sdxl the
+  ``{clip_l, clip_g}`` file that diffusers' SDXL guide loads one key per text encoder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors.torch import save as save_safetensors
+
+from pseudoword.registry.core.embedding import Embedding
+from pseudoword.registry.core.errors import InvalidRequest
+from pseudoword.registry.core.reading import META_ARCH, META_NAME, META_SOURCE_FORMAT
+
+ExportFormat = Literal["safetensors", "a1111", "diffusers"]
+EXPORT_FORMATS: tuple[str, ...] = ("safetensors", "a1111", "diffusers")
+#: File name suffix for each export, chosen so A1111 and ComfyUI pick the file up.
+EXPORT_SUFFIXES = {"safetensors": ".safetensors", "a1111": ".pt", "diffusers": ".safetensors"}
+#: The placeholder token id A1111 writes in string_to_token (its own files all say 265).
+_A1111_TOKEN_ID = 265
+
+
+def canonical_bytes(emb: Embedding) -> bytes:
+    """The stored form: byte-identical for the same embedding, in any process."""
+    metadata = {META_ARCH: emb.architecture, META_SOURCE_FORMAT: emb.source_format, **emb.metadata}
+    if emb.name:
+        metadata[META_NAME] = emb.name
+    return _safetensors(dict(emb.vectors), metadata)
+
+
+def export_bytes(emb: Embedding, fmt: str, trigger: str) -> bytes:
+    if fmt == "safetensors":
+        return canonical_bytes(emb)
+    if fmt == "a1111":
+        return _a1111(emb, trigger)
+    if fmt == "diffusers":
+        if emb.architecture == "sdxl":
+            return _safetensors(dict(emb.vectors), {})
+        return _safetensors({trigger: emb.vectors["emb_params"]}, {})
+    raise InvalidRequest(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+
+
+def default_trigger(emb: Embedding, filename: str | None) -> str:
+    """The word that calls the embedding in a prompt: the name in the file, else the file stem."""
+    if emb.name and emb.name.strip():
+        return emb.name.strip()
+    if filename:
+        return Path(filename).stem
+    raise InvalidRequest("the file stores no name: give a trigger word")
+
+
+def _a1111(emb: Embedding, trigger: str) -> bytes:
+    if emb.architecture == "sdxl":
+        payload: dict[str, object] = {key: value.clone() for key, value in emb.vectors.items()}
+    else:
+        payload = {
+            "string_to_token": {"*": _A1111_TOKEN_ID},
+            "string_to_param": {"*": emb.vectors["emb_params"].clone()},
+            "name": trigger,
+            "step": int(emb.metadata["step"]) if emb.metadata.get("step", "").isdigit() else None,
+            "sd_checkpoint": emb.metadata.get("sd_checkpoint"),
+            "sd_checkpoint_name": emb.metadata.get("sd_checkpoint_name"),
+        }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def _safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes with the header's keys sorted: the library writes metadata in hash-map
+    order, which differs between processes and would break content addressing."""
+    raw = save_safetensors({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata or None)
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned, as the library does
+    return struct.pack("<Q", len(text)) + text + raw[8 + length :]
