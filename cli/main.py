@@ -6,6 +6,7 @@ file and runtime commands (a missing extra turns into a one-line error when the 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -18,6 +19,16 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+) -> None:
+    """A registry and runtime for textual-inversion embeddings."""
+    if debug:
+        os.environ["PSEUDOWORD_DEBUG"] = "1"
+
+
 # Importing the modules registers their commands on `app`.
 from pseudoword.cli import files_cmd  # noqa: E402,F401
 
@@ -28,10 +39,3 @@ for _module in ("server_cmd", "registry_cmd", "runtime_cmd"):
         if not exc.name or not exc.name.startswith("pseudoword.cli."):
             print(f"pseudoword: {_module} unavailable ({exc.name} not installed)", file=sys.stderr)
 
-
-def main() -> None:  # pragma: no cover - console entry for `python -m`
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

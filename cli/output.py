@@ -15,7 +15,7 @@ from rich.console import Console
 
 from pseudoword.registry.core.errors import PseudowordError
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])

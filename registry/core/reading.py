@@ -132,9 +132,11 @@ def _from_safetensors(data: bytes, limits: Limits) -> Embedding:
         raise InvalidFile(f"unreadable safetensors file: {exc}") from None
     name = metadata.pop(META_NAME, None)
     metadata.pop(META_ARCH, None)
-    metadata.pop(META_SOURCE_FORMAT, None)
+    # A canonical file remembers the layout it was converted from; keep it so that re-reading and
+    # re-writing a canonical file gives the same bytes.
+    original_format = metadata.pop(META_SOURCE_FORMAT, "safetensors")
     if set(tensors) == {"clip_l", "clip_g"} or set(tensors) == {"emb_params"}:
-        return _build(tensors, "safetensors", name, metadata)
+        return _build(tensors, original_format, name, metadata)
     if len(tensors) == 1:
         ((token, tensor),) = tensors.items()
         return _build({"emb_params": tensor}, "safetensors-diffusers", name or token, metadata)
