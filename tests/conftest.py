@@ -26,7 +26,10 @@ def require(condition: bool, reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
-    require((CORPUS / "embeddings" / "MANIFEST.tsv").is_file(), f"corpus not found at {CORPUS} (set PSEUDOWORD_CORPUS)")
+    # The corpus lives outside the project (../shared/corpus): a fresh clone without it skips these
+    # conformance tests, under CI too, as the corpus README asks.
+    if not (CORPUS / "embeddings" / "MANIFEST.tsv").is_file():
+        pytest.skip(f"corpus not found at {CORPUS} (set PSEUDOWORD_CORPUS)")
     return CORPUS
 
 
