@@ -1,0 +1,115 @@
+"""Where the CLI finds the registry URL and the token: flag, then environment, then the file
+`pseudoword login` writes, then the default.
+
+The file is ``$PSEUDOWORD_CONFIG``, else ``$XDG_CONFIG_HOME/pseudoword/config.toml``, else
+``~/.config/pseudoword/config.toml``, written with mode 0600 (its folder 0700)::
+
+    registry = "https://registry.example"
+
+    [tokens]
+    "https://registry.example" = "pw_..."
+
+Tokens are kept per registry URL, so a token saved for one registry is never sent to another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+DEFAULT_REGISTRY = "http://127.0.0.1:8000"
+
+
+def config_path() -> Path:
+    if env := os.environ.get("PSEUDOWORD_CONFIG"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "pseudoword" / "config.toml"
+
+
+def normalize_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def load_config(path: Path | None = None) -> dict[str, Any]:
+    """The parsed config file, or {} when there is none (or it cannot be read)."""
+    path = path or config_path()
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _toml_string(value: str) -> str:
+    # JSON string escapes (\", \\, \n, \uXXXX, ...) are all valid TOML basic-string escapes.
+    return json.dumps(value, ensure_ascii=True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by the owner only, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_config(config: dict[str, Any], path: Path | None = None) -> Path:
+    path = path or config_path()
+    lines = ["# Written by `pseudoword login`. Holds secrets: keep it private (mode 0600).", ""]
+    if config.get("registry"):
+        lines += [f"registry = {_toml_string(str(config['registry']))}", ""]
+    tokens = config.get("tokens") or {}
+    if tokens:
+        lines.append("[tokens]")
+        lines += [f"{_toml_string(url)} = {_toml_string(str(tok))}" for url, tok in sorted(tokens.items())]
+        lines.append("")
+    _write_private(path, "\n".join(lines))
+    return path
+
+
+def save_login(registry: str, token: str, *, make_default: bool = True, path: Path | None = None) -> Path:
+    """Remember ``token`` for ``registry`` (and make it the default registry)."""
+    config = load_config(path)
+    url = normalize_url(registry)
+    config.setdefault("tokens", {})[url] = token
+    if make_default:
+        config["registry"] = url
+    return save_config(config, path)
+
+
+def remove_login(registry: str, path: Path | None = None) -> bool:
+    """Forget the token of ``registry``; True if there was one."""
+    config = load_config(path)
+    removed = config.get("tokens", {}).pop(normalize_url(registry), None) is not None
+    if removed:
+        save_config(config, path)
+    return removed
+
+
+def registry_url(flag: str | None = None) -> str:
+    """``--registry``, else ``PSEUDOWORD_REGISTRY``, else the logged-in default, else local."""
+    for candidate in (flag, os.environ.get("PSEUDOWORD_REGISTRY"), load_config().get("registry")):
+        if candidate and str(candidate).strip():
+            return normalize_url(str(candidate))
+    return DEFAULT_REGISTRY
+
+
+def registry_token(flag: str | None, registry: str) -> str | None:
+    """``--token``, else ``PSEUDOWORD_TOKEN``, else the token saved for this registry."""
+    for candidate in (flag, os.environ.get("PSEUDOWORD_TOKEN")):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    saved = (load_config().get("tokens") or {}).get(normalize_url(registry))
+    return saved if isinstance(saved, str) and saved else None

@@ -1,0 +1,533 @@
+"""Registry commands: publish, import, search, show, pull, yank, unyank, login, logout, lock.
+
+Thin over ``RegistryClient`` and the runtime's ``Resolver``. Every command takes ``--registry``
+and ``--token`` (else ``PSEUDOWORD_REGISTRY`` / ``PSEUDOWORD_TOKEN``, else what ``login``
+saved), prints a readable summary or, with ``--json``, one JSON document on stdout, and fails
+with one line ``error [code]: message``: exit 1 for what the user must act on, 2 for usage.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from pseudoword.cli import config
+from pseudoword.cli.import_folder import ImportPlan, import_folder
+from pseudoword.cli.main import app
+from pseudoword.cli.output import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
+from pseudoword.registry.core import HashRef, ModelRef, export_bytes, parse_ref, read_embedding
+from pseudoword.registry.core.errors import ArchitectureMismatch, InvalidReference, InvalidRequest, RemoteNotFound
+
+if TYPE_CHECKING:
+    from pseudoword.registry.client import RegistryClient
+
+
+class Kind(str, Enum):
+    positive = "positive"
+    negative = "negative"
+
+
+class Arch(str, Enum):
+    sd1 = "sd1"
+    sd2 = "sd2"
+    sdxl = "sdxl"
+
+
+class Sort(str, Enum):
+    relevance = "relevance"
+    newest = "newest"
+    downloads = "downloads"
+
+
+class PullFormat(str, Enum):
+    safetensors = "safetensors"
+    a1111 = "a1111"
+    diffusers = "diffusers"
+
+
+#: File name suffix per pulled format; the diffusers form gets its own so it never overwrites
+#: the canonical file (A1111/ComfyUI read both, but the diffusers one is for load_textual_inversion).
+PULL_SUFFIXES = {"safetensors": ".safetensors", "a1111": ".pt", "diffusers": ".diffusers.safetensors"}
+#: Most items the CLI asks the registry for in one search page.
+SEARCH_PAGE = 100
+
+RegistryOpt = Annotated[
+    str | None,
+    typer.Option("--registry", help="Registry URL (else PSEUDOWORD_REGISTRY, the login default, http://127.0.0.1:8000).",
+                 show_default=False),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="Bearer token (else PSEUDOWORD_TOKEN, else the one `pseudoword login` saved).",
+                 show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def usage_error(message: str, code: str = InvalidRequest.code) -> typer.Exit:
+    return fail(message, code, EXIT_USAGE)
+
+
+def parse_cli_ref(text: str, *, require_version: bool = False, model_only: bool = False) -> ModelRef | HashRef:
+    """Parse a reference given on the command line; a bad one is a usage error (exit 2)."""
+    try:
+        ref = parse_ref(text)
+    except InvalidReference as exc:
+        raise usage_error(exc.message, exc.code) from None
+    if model_only and not isinstance(ref, ModelRef):
+        raise usage_error(f"expected SOURCE:MODEL@VERSION here, got the hash reference {text!r}", InvalidReference.code)
+    if require_version and (not isinstance(ref, ModelRef) or ref.version is None):
+        raise usage_error(f"reference {text!r} needs a version: SOURCE:MODEL@VERSION", InvalidReference.code)
+    return ref
+
+
+@contextmanager
+def open_client(registry: str | None, token: str | None) -> Iterator[RegistryClient]:
+    from pseudoword.registry.client import RegistryClient
+
+    url = config.registry_url(registry)
+    with RegistryClient(url, config.registry_token(token, url) or "") as client:
+        yield client
+
+
+@contextmanager
+def transfer_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr when it is a terminal; None (no output) otherwise."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total or None)
+
+        yield update
+
+
+def record_table(record: dict[str, Any]) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows = [
+        ("id", record.get("id")),
+        ("air", record.get("air")),
+        ("title", record.get("title")),
+        ("architecture", record.get("architecture")),
+        ("vectors", f"{record.get('vectors')} ({record.get('dtype')})"),
+        ("kind", record.get("kind")),
+        ("trigger", record.get("trigger")),
+        ("tags", ", ".join(record.get("tags") or []) or None),
+        ("sha256", record.get("sha256")),
+        ("size", record.get("size")),
+        ("original", f"{record.get('original_format')}, {record.get('original_size')} bytes, "
+                     f"sha256 {record.get('original_sha256')}"),
+        ("autov2", record.get("autov2")),
+        ("a1111 hash", record.get("a1111_hash")),
+        ("downloads", record.get("downloads")),
+        ("created", record.get("created_at")),
+        ("yanked", f"yes: {record.get('yanked_reason') or 'no reason given'}" if record.get("yanked") else "no"),
+    ]
+    for key, value in rows:
+        if value not in (None, ""):
+            table.add_row(key, str(value))
+    return table
+
+
+def plain(text: str) -> None:
+    console.print(text, markup=False, highlight=False)
+
+
+# -- publish -----------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def publish(
+    file: Annotated[Path, typer.Argument(help="The embedding file (.safetensors, .pt, .bin).", show_default=False)],
+    id: Annotated[str, typer.Option("--id", help="SOURCE:MODEL@VERSION to publish under.", show_default=False)],
+    trigger: Annotated[str | None, typer.Option(help="Trigger word (default: the name in the file, else its stem).")] = None,
+    kind: Annotated[Kind, typer.Option(help="positive, or negative for embeddings meant for the negative prompt.")] = Kind.positive,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
+    title: Annotated[str | None, typer.Option(help="Display title.")] = None,
+    description: Annotated[str | None, typer.Option(help="Longer description.")] = None,
+    json: JsonOpt = False,
+    registry: RegistryOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Validate an embedding file locally, then publish it under an ID."""
+    ref = parse_cli_ref(id, require_version=True, model_only=True)
+    data = file.read_bytes()
+    read_embedding(data, filename=file.name)  # refuses a bad file before any upload
+    with open_client(registry, token) as client, transfer_progress(f"uploading {file.name}") as progress:
+        result = client.publish(data, id=str(ref), filename=file.name, trigger=trigger, kind=kind.value,
+                                tags=tuple(tag or ()), title=title, description=description, progress=progress)
+    if json:
+        print_json({**result.record, "created": result.created})
+        return
+    verb = "published" if result.created else "already published (unchanged)"
+    plain(f"{verb}: {result.record['id']}")
+    console.print(record_table(result.record))
+
+
+# -- import ------------------------------------------------------------------------------------
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    directory: Annotated[Path, typer.Argument(help="An AUTOMATIC1111 / ComfyUI embeddings folder.", show_default=False)],
+    source: Annotated[str, typer.Option("--source", help="Source to publish under (your namespace).", show_default=False)],
+    version: Annotated[str, typer.Option("--version", help="Version given to every model.")] = "1",
+    kind: Annotated[Kind, typer.Option(help="Kind of every file (see --kind-from-name).")] = Kind.positive,
+    kind_from_name: Annotated[bool, typer.Option("--kind-from-name",
+                                                 help="Mark files named *-neg* or *negative* as negative.")] = False,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag for every file (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and compare with the registry; upload nothing.")] = False,
+    json: JsonOpt = False,
+    registry: RegistryOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Publish every embedding of a folder: model name and trigger from each file name.
+
+    Files already published under the same ID with the same content are skipped, so a rerun
+    after an interruption finishes the job. Exits 1 when any file was refused."""
+    if not directory.is_dir():
+        raise usage_error(f"not a folder: {directory}")
+    try:
+        parse_ref(f"{source}:x@1")
+        parse_ref(f"{source}:m@{version}")
+    except InvalidReference as exc:
+        raise usage_error(f"invalid --source or --version: {exc.message}", exc.code) from None
+    plan = ImportPlan(directory=directory, source=source, version=version, kind=kind.value,
+                      kind_from_name=kind_from_name, tags=tuple(tag or ()), dry_run=dry_run)
+    with open_client(registry, token) as client:
+        report = import_folder(plan, client, show_progress=err_console.is_terminal and not json,
+                               warn=lambda msg: err_console.print(f"warning: {msg}", markup=False, highlight=False))
+    if json:
+        print_json(report.to_dict())
+    else:
+        console.print(report.table())
+        plain(report.counts_line())
+    if report.aborted is not None:
+        raise fail(report.aborted.message, report.aborted.code)
+    if report.refused:
+        raise typer.Exit(1)
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def search(
+    query: Annotated[str | None, typer.Argument(help="Words to look for (name, title, description, tags, trigger).")] = None,
+    arch: Annotated[Arch | None, typer.Option("--arch", help="Only this architecture.")] = None,
+    kind: Annotated[Kind | None, typer.Option(help="Only positive or negative embeddings.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only models with this tag.")] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    sort: Annotated[Sort, typer.Option(help="relevance, newest or downloads.")] = Sort.relevance,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many results (pages through the registry).")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Continue from a previous --json answer's next_cursor.")] = None,
+    json: JsonOpt = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Search the catalogue: one row per model, its newest version that is not yanked."""
+    items: list[dict[str, Any]] = []
+    with open_client(registry, None) as client:
+        while True:
+            page = client.search(query or None, architecture=arch.value if arch else None,
+                                 kind=kind.value if kind else None, tag=tag, source=source, sort=sort.value,
+                                 limit=min(SEARCH_PAGE, limit - len(items)), cursor=cursor)
+            items.extend(page.get("items") or [])
+            cursor = page.get("next_cursor")
+            if not cursor or len(items) >= limit or not page.get("items"):
+                break
+    if json:
+        print_json({"items": items, "next_cursor": cursor})
+        return
+    if not items:
+        plain("no embeddings match")
+        return
+    table = Table("ID", "Architecture", "Vectors", "Kind", "Trigger", "Downloads")
+    for item in items:
+        name = item.get("id", "") + (" (yanked)" if item.get("yanked") else "")
+        table.add_row(name, item.get("architecture"), str(item.get("vectors")), item.get("kind"),
+                      item.get("trigger"), str(item.get("downloads", 0)))
+    console.print(table)
+    if cursor:
+        plain(f"more results: --cursor {cursor}")
+
+
+# -- show --------------------------------------------------------------------------------------
+
+
+def usage_snippet(record: dict[str, Any]) -> dict[str, Any]:
+    """How to use a version: the request's `embeddings` entry and the diffusers calls."""
+    trigger = record.get("trigger") or record["model"]
+    negative = record.get("kind") == "negative"
+    entry = {"model": record["id"], "weight": -1.0 if negative else 1.0}
+    where = f'negative_prompt="{trigger}"' if negative else f'prompt="a photo of {trigger}"'
+    stem = safe_filename(trigger)
+    if record.get("architecture") == "sdxl":
+        diffusers = (
+            f"# pseudoword pull {record['id']} --format diffusers\n"
+            "from safetensors.torch import load_file\n"
+            f'state = load_file("{stem}{PULL_SUFFIXES["diffusers"]}")\n'
+            f'pipe.load_textual_inversion(state["clip_l"], token="{trigger}", '
+            "text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)\n"
+            f'pipe.load_textual_inversion(state["clip_g"], token="{trigger}", '
+            "text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)\n"
+            f"image = pipe({where}).images[0]"
+        )
+    else:
+        diffusers = (
+            f"# pseudoword pull {record['id']} --format diffusers\n"
+            f'pipe.load_textual_inversion("{stem}{PULL_SUFFIXES["diffusers"]}", token="{trigger}")\n'
+            f"image = pipe({where}).images[0]"
+        )
+    return {"embeddings": [entry], "pull": f"pseudoword pull {record['id']}", "diffusers": diffusers}
+
+
+@app.command()
+@handle_errors
+def show(
+    ref: Annotated[str, typer.Argument(help="SOURCE:MODEL[@VERSION], an AIR, or a hash.", show_default=False)],
+    json: JsonOpt = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Show a model: the version asked for (else the latest), all versions, hashes, usage."""
+    parsed = parse_cli_ref(ref)
+    with open_client(registry, None) as client:
+        if isinstance(parsed, HashRef):
+            record = client.by_hash(str(parsed))
+            model = client.get_model(record["source"], record["model"])
+        else:
+            model = client.get_model(parsed.source, parsed.model)
+            record = pick_version(model, parsed)
+    if isinstance(parsed, ModelRef) and parsed.ecosystem and record.get("architecture") != parsed.ecosystem:
+        raise ArchitectureMismatch(f"{ref} asks for {parsed.ecosystem} but {record['id']} is {record.get('architecture')}")
+    versions = model.get("versions") or []
+    usage = usage_snippet(record)
+    if json:
+        print_json({**record, "versions": versions, "usage": usage})
+        return
+    plain(f"{model.get('id', record['id'])}" + (f" — {record['title']}" if record.get("title") else ""))
+    if record.get("description"):
+        plain(record["description"])
+    console.print(record_table(record))
+    table = Table("Version", "Created", "Kind", "sha256", "Downloads", "Yanked", title="Versions", title_justify="left")
+    for item in versions:
+        yanked = f"yes: {item.get('yanked_reason') or ''}".strip() if item.get("yanked") else ""
+        mark = " *" if item.get("id") == record.get("id") else ""
+        table.add_row(f"{item.get('version')}{mark}", str(item.get("created_at", "")), item.get("kind"),
+                      str(item.get("sha256", ""))[:16], str(item.get("downloads", 0)), yanked)
+    console.print(table)
+    plain("\nUse in a request's embeddings:")
+    plain(jsonlib.dumps(usage["embeddings"][0]))
+    plain("\nWith diffusers:")
+    plain(usage["diffusers"])
+
+
+def pick_version(model: dict[str, Any], ref: ModelRef) -> dict[str, Any]:
+    """The version record a model reference asks for, from a `GET /embeddings/{source}/{model}`."""
+    versions = model.get("versions") or []
+    if ref.version is not None:
+        for item in versions:
+            if str(item.get("version")) == ref.version:
+                return item
+        raise RemoteNotFound(f"{ref} not found: {ref.model_id} has no version {ref.version!r}",
+                             {"ref": str(ref), "versions": [v.get("version") for v in versions]})
+    latest = model.get("latest")
+    if isinstance(latest, dict):
+        return latest
+    for item in versions:
+        if latest is not None and str(item.get("version")) == str(latest):
+            return item
+    if versions:  # every version yanked: show the newest, marked yanked
+        return versions[0]
+    raise RemoteNotFound(f"{ref} has no versions", {"ref": str(ref)})
+
+
+# -- pull --------------------------------------------------------------------------------------
+
+
+def safe_filename(trigger: str) -> str:
+    """A file stem A1111/ComfyUI will call by ``trigger``: path separators and characters that
+    are invalid on Windows become ``_``."""
+    stem = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in trigger).strip().strip(".")
+    return stem or "embedding"
+
+
+@app.command()
+@handle_errors
+def pull(
+    ref: Annotated[str, typer.Argument(help="SOURCE:MODEL[@VERSION], an AIR, or a hash.", show_default=False)],
+    to: Annotated[Path, typer.Option("--to", help="Folder to write into (e.g. A1111's or ComfyUI's embeddings folder).")] = Path("."),
+    format: Annotated[PullFormat, typer.Option("--format", help="safetensors (canonical), a1111 (.pt) or diffusers.")] = PullFormat.safetensors,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Resolver cache (else PSEUDOWORD_CACHE or ~/.cache/pseudoword).")] = None,
+    json: JsonOpt = False,
+    registry: RegistryOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Download an embedding through the verified cache, named for A1111 and ComfyUI.
+
+    Writes <trigger>.safetensors (canonical), <trigger>.pt (a1111) or
+    <trigger>.diffusers.safetensors (diffusers, for load_textual_inversion)."""
+    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.runtime.resolver import Resolver
+
+    parse_cli_ref(ref)
+    with open_client(registry, token) as client, Resolver(client, cache_dir=cache_dir) as resolver:
+        resolved = resolver.resolve([ref])[0]
+    canonical = resolved.read_bytes()  # checked against the record's sha256 again
+    if format is PullFormat.safetensors:
+        data = canonical
+    else:
+        data = export_bytes(read_embedding(canonical, filename=resolved.path.name), format.value, resolved.trigger)
+    to.mkdir(parents=True, exist_ok=True)
+    target = to / f"{safe_filename(resolved.trigger)}{PULL_SUFFIXES[format.value]}"
+    atomic_write(target, data)
+    import hashlib
+
+    summary = {
+        "ref": ref, "id": resolved.id, "path": str(target), "format": format.value, "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(), "canonical_sha256": resolved.sha256,
+        "trigger": resolved.trigger, "architecture": resolved.architecture, "kind": resolved.kind,
+        "yanked": bool(resolved.record.get("yanked")),
+    }
+    if json:
+        print_json(summary)
+        return
+    if summary["yanked"]:
+        err_console.print(f"warning: {resolved.id} is yanked: {resolved.record.get('yanked_reason') or 'no reason given'}",
+                          markup=False, highlight=False)
+    plain(f"pulled {resolved.id} -> {target} ({format.value}, {len(data)} bytes, verified sha256 {resolved.sha256})")
+
+
+# -- yank / unyank -----------------------------------------------------------------------------
+
+
+def _yank_output(record: dict[str, Any] | None, ref: str, json: bool, done: str) -> None:
+    if json:
+        print_json(record or {"id": ref})
+    else:
+        plain(f"{done} {record.get('id', ref) if record else ref}")
+
+
+@app.command()
+@handle_errors
+def yank(
+    ref: Annotated[str, typer.Argument(help="SOURCE:MODEL@VERSION to yank.", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown to everyone who resolves it).", show_default=False)],
+    json: JsonOpt = False,
+    registry: RegistryOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Yank a version: it still resolves when pinned exactly, but never as the latest."""
+    parsed = parse_cli_ref(ref, require_version=True, model_only=True)
+    with open_client(registry, token) as client:
+        record = client.yank(str(parsed), reason)
+    _yank_output(record, str(parsed), json, "yanked")
+
+
+@app.command()
+@handle_errors
+def unyank(
+    ref: Annotated[str, typer.Argument(help="SOURCE:MODEL@VERSION to restore.", show_default=False)],
+    json: JsonOpt = False,
+    registry: RegistryOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Undo a yank."""
+    parsed = parse_cli_ref(ref, require_version=True, model_only=True)
+    with open_client(registry, token) as client:
+        record = client.unyank(str(parsed))
+    _yank_output(record, str(parsed), json, "unyanked")
+
+
+# -- login / logout ----------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def login(
+    registry: RegistryOpt = None,
+    token: Annotated[str | None, typer.Option("--token", help="The token (else prompted for, or read from stdin).",
+                                              show_default=False)] = None,
+) -> None:
+    """Save a token for a registry in the user's config (mode 0600) and make it the default."""
+    url = config.registry_url(registry)
+    if token is None:
+        if sys.stdin.isatty():
+            token = typer.prompt(f"Token for {url}", hide_input=True)
+        else:
+            token = sys.stdin.readline()
+    token = (token or "").strip()
+    if not token:
+        raise usage_error("no token given")
+    path = config.save_login(url, token)
+    plain(f"saved the token for {url} in {path}")
+
+
+@app.command()
+@handle_errors
+def logout(registry: RegistryOpt = None) -> None:
+    """Forget the token saved for a registry."""
+    url = config.registry_url(registry)
+    removed = config.remove_login(url)
+    plain(f"removed the token for {url}" if removed else f"no token saved for {url}")
+
+
+# -- lock --------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def lock(
+    request: Annotated[Path, typer.Argument(help="A generation request (JSON) naming embeddings.", show_default=False)],
+    out: Annotated[Path | None, typer.Option("--out", help="Lockfile path (default: REQUEST.lock.json beside it).")] = None,
+    json: JsonOpt = False,
+    registry: RegistryOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Pin every embedding reference of a request to an exact version and SHA-256."""
+    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.runtime.lock import build_lock, default_lock_path, refs_in_request
+    from pseudoword.runtime.resolver import Resolver
+
+    try:
+        document = jsonlib.loads(request.read_text())
+    except ValueError as exc:
+        raise InvalidRequest(f"{request} is not valid JSON: {exc}") from None
+    refs = refs_in_request(document)
+    if not refs:
+        raise InvalidRequest(f"{request} names no embeddings (no 'embeddings' entries with a 'model')")
+    url = config.registry_url(registry)
+    with open_client(registry, token) as client, Resolver(client) as resolver:
+        records = resolver.lookup(refs)
+    lockdoc = build_lock(zip(refs, records), url)  # type: ignore[arg-type]
+    target = out or default_lock_path(request)
+    atomic_write(target, (jsonlib.dumps(lockdoc, indent=2) + "\n").encode())
+    if json:
+        print_json({**lockdoc, "path": str(target)})
+        return
+    table = Table("Reference", "Pinned to", "sha256")
+    for ref, pin in lockdoc["pins"].items():
+        table.add_row(ref, pin["id"], pin["sha256"][:16])
+    console.print(table)
+    plain(f"wrote {target}")
