@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,16 +153,18 @@ class Resolver:
         self._token = token
         self._client: Any = None if isinstance(registry, str | None) else registry
         self._owns_client = False
+        self._client_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
     def client(self) -> RegistryClient:
-        if self._client is None:
-            from pseudoword.registry.client import RegistryClient
+        with self._client_lock:
+            if self._client is None:
+                from pseudoword.registry.client import RegistryClient
 
-            self._client = RegistryClient(self._registry, self._token)  # type: ignore[arg-type]
-            self._owns_client = True
+                self._client = RegistryClient(self._registry, self._token)  # type: ignore[arg-type]
+                self._owns_client = True
         return self._client
 
     def close(self) -> None:
@@ -292,14 +295,13 @@ class Resolver:
             else:
                 job.record = record  # online: the file is downloaded again by _fetch_blobs
             return
-        if path is None:
-            if self.offline:
-                job.error = LocalNotFound(
-                    f"{job.ref}: the file of {record['id']} is not in the cache at {self.cache.root} (offline mode)",
-                    {"ref": job.ref, "id": record["id"], "cache": str(self.cache.root)},
-                )
+        if path is None and self.offline:
+            job.error = LocalNotFound(
+                f"{job.ref}: the file of {record['id']} is not in the cache at {self.cache.root} (offline mode)",
+                {"ref": job.ref, "id": record["id"], "cache": str(self.cache.root)},
+            )
             return
-        job.record, job.path = record, path
+        job.record, job.path = record, path  # online, a missing file is downloaded by _fetch_blobs
 
     def _cached_record(self, job: _Job) -> dict[str, Any] | None:
         parsed = job.parsed
@@ -328,7 +330,7 @@ class Resolver:
                         f"{job.ref}: registry unreachable and nothing cached for it ({exc.message})",
                         {**exc.detail, "ref": job.ref, "cache": str(self.cache.root)},
                     )
-                elif job.record is not None:
+                elif job.path is not None:
                     log.warning("registry unreachable; serving %s from the cache as %s", job.ref, job.record["id"])
             return
         for job in pending:
