@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from pseudoword.cli import config
 from pseudoword.cli.import_folder import ImportPlan, import_folder, read_local
@@ -144,7 +145,7 @@ def record_table(record: dict[str, Any]) -> Table:
     ]
     for key, value in rows:
         if value not in (None, ""):
-            table.add_row(key, str(value))
+            table.add_row(key, Text(str(value)))  # Text: user strings are not rich markup
     return table
 
 
@@ -266,8 +267,9 @@ def search(
     table = Table("ID", "Architecture", "Vectors", "Kind", "Trigger", "Downloads")
     for item in items:
         name = item.get("id", "") + (" (yanked)" if item.get("yanked") else "")
-        table.add_row(name, item.get("architecture"), str(item.get("vectors")), item.get("kind"),
-                      item.get("trigger"), str(item.get("downloads", 0)))
+        table.add_row(*(Text(str(value)) for value in (
+            name, item.get("architecture"), item.get("vectors"), item.get("kind"), item.get("trigger") or "",
+            item.get("downloads", 0))))
     console.print(table)
     if cursor:
         plain(f"more results: --cursor {cursor}")
@@ -334,8 +336,9 @@ def show(
     for item in versions:
         yanked = f"yes: {item.get('yanked_reason') or ''}".strip() if item.get("yanked") else ""
         mark = " *" if item.get("id") == record.get("id") else ""
-        table.add_row(f"{item.get('version')}{mark}", str(item.get("created_at", "")), item.get("kind"),
-                      str(item.get("sha256", ""))[:16], str(item.get("downloads", 0)), yanked)
+        table.add_row(*(Text(str(value)) for value in (
+            f"{item.get('version')}{mark}", item.get("created_at", ""), item.get("kind"),
+            str(item.get("sha256", ""))[:16], item.get("downloads", 0), yanked)))
     console.print(table)
     plain("\nUse in a request's embeddings:")
     plain(jsonlib.dumps(usage["embeddings"][0]))
@@ -528,6 +531,6 @@ def lock(
         return
     table = Table("Reference", "Pinned to", "sha256")
     for ref, pin in lockdoc["pins"].items():
-        table.add_row(ref, pin["id"], pin["sha256"][:16])
+        table.add_row(Text(ref), Text(pin["id"]), pin["sha256"][:16])
     console.print(table)
     plain(f"wrote {target}")

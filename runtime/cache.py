@@ -61,20 +61,32 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Atomic write of a small cache file, skipped when it already holds ``data``. No fsync:
+    a record lost to a crash is only a cache miss (a torn one fails to parse: also a miss)."""
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    atomic_write(path, data, fsync=False)
 
 
 def _check_digest(digest: str) -> str:
@@ -163,11 +175,11 @@ class Cache:
         """Remember a version record (and the hashes that point to it) for offline use."""
         source, model, version = record["source"], record["model"], str(record["version"])
         data = json.dumps(record, sort_keys=True, indent=1).encode()
-        atomic_write(self._record_path(source, model, version), data)
+        _write_if_changed(self._record_path(source, model, version), data)
         for algo, values in record_hashes(record).items():
             for value in values:
                 if re.fullmatch(r"[0-9a-f]+", value) and len(value) == HASH_LENGTHS[algo]:
-                    atomic_write(self.root / "refs" / "by-hash" / algo / value, record["id"].encode())
+                    _write_if_changed(self.root / "refs" / "by-hash" / algo / value, record["id"].encode())
 
     def get_record(self, source: str, model: str, version: str) -> dict[str, Any] | None:
         try:
