@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -149,6 +150,17 @@ def record_table(record: dict[str, Any]) -> Table:
     return table
 
 
+def print_table(table: Table) -> None:
+    """Print a table; into a pipe or file at its natural width, so no ID is ever cut short."""
+    if console.is_terminal:
+        print_table(table)
+        return
+    from rich.measure import Measurement
+
+    width = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    Console(width=max(width, 20), highlight=False).print(table)  # console.print caps width at its own
+
+
 def plain(text: str) -> None:
     console.print(text, markup=False, highlight=False)
 
@@ -182,7 +194,7 @@ def publish(
         return
     verb = "published" if result.created else "already published (unchanged)"
     plain(f"{verb}: {result.record['id']}")
-    console.print(record_table(result.record))
+    print_table(record_table(result.record))
 
 
 # -- import ------------------------------------------------------------------------------------
@@ -222,7 +234,7 @@ def import_(
     if json:
         print_json(report.to_dict())
     else:
-        console.print(report.table())
+        print_table(report.table())
         plain(report.counts_line())
     if report.aborted is not None:
         raise fail(report.aborted.message, report.aborted.code)
@@ -270,7 +282,7 @@ def search(
         table.add_row(*(Text(str(value)) for value in (
             name, item.get("architecture"), item.get("vectors"), item.get("kind"), item.get("trigger") or "",
             item.get("downloads", 0))))
-    console.print(table)
+    print_table(table)
     if cursor:
         plain(f"more results: --cursor {cursor}")
 
@@ -331,7 +343,7 @@ def show(
     plain(f"{model.get('id', record['id'])}" + (f" — {record['title']}" if record.get("title") else ""))
     if record.get("description"):
         plain(record["description"])
-    console.print(record_table(record))
+    print_table(record_table(record))
     table = Table("Version", "Created", "Kind", "sha256", "Downloads", "Yanked", title="Versions", title_justify="left")
     for item in versions:
         yanked = f"yes: {item.get('yanked_reason') or ''}".strip() if item.get("yanked") else ""
@@ -339,7 +351,7 @@ def show(
         table.add_row(*(Text(str(value)) for value in (
             f"{item.get('version')}{mark}", item.get("created_at", ""), item.get("kind"),
             str(item.get("sha256", ""))[:16], item.get("downloads", 0), yanked)))
-    console.print(table)
+    print_table(table)
     plain("\nUse in a request's embeddings:")
     plain(jsonlib.dumps(usage["embeddings"][0]))
     plain("\nWith diffusers:")
@@ -532,5 +544,5 @@ def lock(
     table = Table("Reference", "Pinned to", "sha256")
     for ref, pin in lockdoc["pins"].items():
         table.add_row(Text(ref), Text(pin["id"]), pin["sha256"][:16])
-    console.print(table)
+    print_table(table)
     plain(f"wrote {target}")
