@@ -1,0 +1,33 @@
+"""The runtime: resolve embedding references and apply them to diffusers pipelines per request.
+
+``encode`` and ``generate`` need the ``runtime`` extra (diffusers, transformers); they and the
+``Resolver`` are imported on first use so that ``import pseudoword.runtime`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pseudoword.runtime.conditioning import Encoded, encode, encode_request
+    from pseudoword.runtime.generation import generate
+    from pseudoword.runtime.resolver import Resolver
+
+__all__ = ["Encoded", "Resolver", "encode", "encode_request", "generate"]
+
+_WHERE = {
+    "encode": "pseudoword.runtime.conditioning",
+    "encode_request": "pseudoword.runtime.conditioning",
+    "Encoded": "pseudoword.runtime.conditioning",
+    "generate": "pseudoword.runtime.generation",
+    "Resolver": "pseudoword.runtime.resolver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pseudoword.runtime' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
