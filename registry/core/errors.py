@@ -121,6 +121,10 @@ class InvalidWeight(PseudowordError):
     code = "invalid_weight"
 
 
+class DatabaseUnavailable(PseudowordError):
+    code = "database_unavailable"
+
+
 def _all_subclasses(cls: type[PseudowordError]) -> list[type[PseudowordError]]:
     out: list[type[PseudowordError]] = []
     for sub in cls.__subclasses__():

@@ -1,0 +1,147 @@
+"""Server-side commands: `serve`, `migrate`, `token`, `gc` (they talk to the database directly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pseudoword.cli.main import app
+from pseudoword.cli.output import console, handle_errors, print_json
+
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (else PSEUDOWORD_DATA_DIR).")]
+token_app = typer.Typer(help="Create, list and revoke API tokens (direct database access).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _settings(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from pseudoword.registry.service.settings import Settings
+
+    return Settings.from_env(data_dir=data_dir.expanduser().resolve() if data_dir else None)
+
+
+def _catalogue(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from pseudoword.registry.service.catalogue import Catalogue
+    from pseudoword.registry.service.db import make_engine, migrate
+    from pseudoword.registry.service.storage import open_store
+
+    settings = _settings(data_dir)
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    store = open_store(settings.effective_storage_url, settings.s3_access_key, settings.s3_secret_key)
+    return Catalogue(engine, store, settings)
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDirOpt = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Run the registry (migrations run first; safe when several replicas start at once)."""
+    import uvicorn
+
+    from pseudoword.registry.service.app import create_app
+    from pseudoword.registry.service.auth import bootstrap_admin, print_once
+
+    settings = _settings(data_dir)
+    application = create_app(settings)
+    secret = bootstrap_admin(application.state.catalogue.engine, settings.data_dir, settings.admin_token_file)
+    if secret:
+        print_once(secret, settings.data_dir / "admin.token")
+    console.print(f"pseudoword registry on http://{host}:{port} (database {settings.effective_database_url.split('://')[0]}, "
+                  f"storage {settings.effective_storage_url.split('://')[0]})", markup=False, highlight=False)
+    # In-flight requests get up to 30 s to finish on SIGTERM (rolling updates, scale-down).
+    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30,
+                proxy_headers=True, server_header=False, workers=None if workers == 1 else workers)
+
+
+@app.command()
+@handle_errors
+def migrate(data_dir: DataDirOpt = None) -> None:
+    """Apply database migrations and exit (a one-shot job before replicas start)."""
+    from pseudoword.registry.service.db import make_engine
+    from pseudoword.registry.service.db import migrate as run_migrations
+
+    settings = _settings(data_dir)
+    run_migrations(make_engine(settings.effective_database_url))
+    console.print("database is at the newest schema", markup=False)
+
+
+@token_app.command("create")
+@handle_errors
+def token_create(
+    source: Annotated[str | None, typer.Option(help="The source this token may publish to.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="An admin token (may do everything).")] = False,
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "",
+    data_dir: DataDirOpt = None,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a token; its secret is printed once and only its hash is stored."""
+    from sqlmodel import Session
+
+    from pseudoword.registry.service.auth import create_token, token_view
+
+    catalogue = _catalogue(data_dir)
+    with Session(catalogue.engine) as session:
+        token, secret = create_token(session, source=source, admin=admin, name=name)
+    if json:
+        print_json({**token_view(token), "token": secret})
+    else:
+        console.print(secret, markup=False, highlight=False)
+
+
+@token_app.command("list")
+@handle_errors
+def token_list(data_dir: DataDirOpt = None, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List tokens (never their secrets)."""
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from pseudoword.registry.service.auth import token_view
+    from pseudoword.registry.service.models import Token
+
+    catalogue = _catalogue(data_dir)
+    with Session(catalogue.engine) as session:
+        rows = [token_view(t) for t in session.execute(select(Token).order_by(Token.id)).scalars().all()]
+    if json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "source", "admin", "created", "revoked")
+    for row in rows:
+        table.add_row(*(str(row[k]) for k in ("id", "name", "source", "admin", "created_at", "revoked")))
+    console.print(table)
+
+
+@token_app.command("revoke")
+@handle_errors
+def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (see `token list`).")],
+                 data_dir: DataDirOpt = None) -> None:
+    """Revoke a token: it stops working at once on every replica."""
+    from sqlmodel import Session
+
+    from pseudoword.registry.service.auth import revoke_token
+
+    catalogue = _catalogue(data_dir)
+    with Session(catalogue.engine) as session:
+        revoke_token(session, token_id)
+    console.print(f"revoked token {token_id}", markup=False)
+
+
+@app.command()
+@handle_errors
+def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+       data_dir: DataDirOpt = None, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Remove blobs that no version refers to (left by interrupted publishes)."""
+    orphans = _catalogue(data_dir).gc(dry_run=dry_run)
+    if json:
+        print_json({"orphans": orphans, "removed": [] if dry_run else orphans, "dry_run": dry_run})
+        return
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {len(orphans)} orphan blob(s)", markup=False)
+    for digest in orphans:
+        console.print(f"  {digest}", markup=False)

@@ -1,0 +1,86 @@
+"""The Litestar application: wiring of settings, database, blob store, controllers and probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.template import TemplateConfig
+from sqlalchemy import text
+
+from pseudoword.registry.core.errors import PseudowordError
+from pseudoword.registry.service.api import BlobsController, EmbeddingsController, TokensController
+from pseudoword.registry.service.catalogue import Catalogue
+from pseudoword.registry.service.db import make_engine, migrate
+from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
+from pseudoword.registry.service.observability import configure_logging, request_id_middleware
+from pseudoword.registry.service.settings import Settings
+from pseudoword.registry.service.storage import open_store
+from pseudoword.registry.service.web import Cataloguepages
+
+TEMPLATES = Path(__file__).parent / "templates"
+#: Multipart framing and the metadata field on top of the file itself.
+_BODY_OVERHEAD = 128 * 1024
+
+
+@get("/healthz", include_in_schema=True, tags=["probes"], sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["probes"], sync_to_thread=True)
+def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Readiness: the database and the blob store are reachable."""
+    catalogue: Catalogue = request.app.state.catalogue
+    checks: dict[str, str] = {}
+    try:
+        with catalogue.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        catalogue.store.check()
+        checks["storage"] = "ok"
+    except PseudowordError as exc:
+        checks["storage"] = f"unavailable: {exc.message}"
+    ready = all(value == "ok" for value in checks.values())
+    return Response({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    engine = make_engine(settings.effective_database_url)
+    if run_migrations:
+        migrate(engine)
+    store = open_store(settings.effective_storage_url, settings.s3_access_key, settings.s3_secret_key)
+    catalogue = Catalogue(engine, store, settings)
+    prometheus = PrometheusConfig(app_name="pseudoword", prefix="pseudoword", group_path=True,
+                                  exclude=["/metrics"])
+    app = Litestar(
+        route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, TokensController,
+                        Cataloguepages, MetricsController],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[request_id_middleware, prometheus.middleware],
+        openapi_config=OpenAPIConfig(title="pseudoword registry", version="1.0.0",
+                                     description="A registry for textual-inversion embeddings."),
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        request_max_body_size=settings.max_upload_bytes + _BODY_OVERHEAD,
+        multipart_form_part_limit=8,
+        on_shutdown=[lambda: engine.dispose()],
+        debug=False,
+    )
+    app.state.catalogue = catalogue
+    app.state.settings = settings
+    return app

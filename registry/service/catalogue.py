@@ -1,0 +1,396 @@
+"""The catalogue's service layer: publish, look up, resolve, yank. Controllers stay thin over it.
+
+Publish order (DESIGN): validate, write the blob (content-addressed, idempotent), then commit the
+row. A crash between the two leaves an orphan blob, which is harmless and `gc` removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from pseudoword.registry.core import (
+    HashRef,
+    ModelRef,
+    canonical_bytes,
+    default_trigger,
+    file_hashes,
+    parse_model_ref,
+    parse_ref,
+    read_embedding,
+)
+from pseudoword.registry.core.errors import (
+    ArchitectureMismatch,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PseudowordError,
+)
+from pseudoword.registry.core.limits import Limits
+from pseudoword.registry.core.refs import HASH_LENGTHS
+from pseudoword.registry.service.models import Model, Source, Version, utcnow
+from pseudoword.registry.service.search import index_model
+from pseudoword.registry.service.settings import Settings
+from pseudoword.registry.service.storage import BlobStore
+
+KINDS = ("positive", "negative")
+_TAG = re.compile(r"[a-z0-9][a-z0-9 ._+-]*")
+#: Test hook: stop the process between blob write and row commit (crash-safety test).
+CRASH_HOOK = "PSEUDOWORD_TEST_CRASH_AFTER_BLOB"
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    id: str
+    trigger: str | None = None
+    kind: str = "positive"
+    tags: tuple[str, ...] = ()
+    title: str = ""
+    description: str = ""
+
+
+def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishRequest:
+    """The ``metadata`` form field: JSON with id, trigger, kind, tags, title, description."""
+    if raw is None or raw == "" or raw == b"":
+        raise InvalidRequest("missing 'metadata' form field: JSON with at least an 'id'")
+    if len(raw) > settings.max_metadata_bytes:
+        raise InvalidRequest(f"metadata is {len(raw)} bytes; at most {settings.max_metadata_bytes} allowed")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"metadata is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("metadata must be a JSON object")
+    unknown = set(data) - {"id", "trigger", "kind", "tags", "title", "description"}
+    if unknown:
+        raise InvalidRequest(f"unknown metadata fields: {', '.join(sorted(unknown))}")
+
+    def text_field(name: str, limit: int) -> str:
+        value = data.get(name) or ""
+        if not isinstance(value, str):
+            raise InvalidRequest(f"metadata '{name}' must be a string")
+        if len(value) > limit:
+            raise InvalidRequest(f"metadata '{name}' is {len(value)} characters; at most {limit} allowed")
+        return value.strip()
+
+    ref_text = data.get("id")
+    if not isinstance(ref_text, str):
+        raise InvalidRequest("metadata 'id' is required: SOURCE:MODEL@VERSION")
+    ref = parse_model_ref(ref_text, require_version=True)
+    kind = data.get("kind") or "positive"
+    if kind not in KINDS:
+        raise InvalidRequest(f"metadata 'kind' must be 'positive' or 'negative', not {kind!r}")
+    tags = data.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InvalidRequest("metadata 'tags' must be a list of strings")
+    if len(tags) > settings.max_tags:
+        raise InvalidRequest(f"{len(tags)} tags; at most {settings.max_tags} allowed")
+    clean_tags = []
+    for tag in tags:
+        tag = tag.strip().lower()
+        if not tag or len(tag) > settings.max_tag_length or not _TAG.fullmatch(tag):
+            raise InvalidRequest(f"invalid tag {tag[:80]!r}: letters, digits, space, '.', '_', '+', '-'; "
+                                 f"at most {settings.max_tag_length} characters")
+        clean_tags.append(tag)
+    trigger = text_field("trigger", settings.max_trigger_length) or None
+    if trigger is not None and (any(c.isspace() for c in trigger) or "," in trigger):
+        raise InvalidRequest(f"trigger {trigger!r} must be one word (no spaces or commas)")
+    return PublishRequest(
+        id=str(ref), trigger=trigger, kind=kind, tags=tuple(dict.fromkeys(clean_tags)),
+        title=text_field("title", settings.max_title_length),
+        description=text_field("description", settings.max_description_length),
+    )
+
+
+def record(version: Version) -> dict[str, Any]:
+    """The version record every API answer and the client share."""
+    ref = f"{version.source}:{version.model}@{version.version}"
+    hashes_source = version.original_sha256
+    return {
+        "id": ref,
+        "air": f"urn:air:{version.architecture}:embedding:{ref}",
+        "source": version.source,
+        "model": version.model,
+        "version": version.version,
+        "architecture": version.architecture,
+        "vectors": version.vectors,
+        "dtype": version.dtype,
+        "kind": version.kind,
+        "trigger": version.trigger,
+        "tags": json.loads(version.tags or "[]"),
+        "title": version.title,
+        "description": version.description,
+        "sha256": version.sha256,
+        "size": version.size,
+        "original_sha256": version.original_sha256,
+        "original_size": version.original_size,
+        "original_format": version.original_format,
+        "autov2": hashes_source[:10],
+        "a1111_hash": hashes_source[:12],
+        "metadata": json.loads(version.training_metadata or "{}"),
+        "yanked": version.yanked,
+        "yanked_reason": version.yanked_reason,
+        "created_at": _iso(version.created_at),
+        "downloads": version.downloads,
+        "download_url": f"/api/v1/blobs/{version.sha256}",
+    }
+
+
+class Catalogue:
+    def __init__(self, engine: Engine, store: BlobStore, settings: Settings) -> None:
+        self.engine, self.store, self.settings = engine, store, settings
+        self.limits = Limits(max_file_bytes=settings.max_upload_bytes)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- publish ----------------------------------------------------------------------------------
+
+    def publish(self, request: PublishRequest, data: bytes, filename: str | None) -> tuple[dict[str, Any], bool]:
+        """Publish a version; returns (record, created). Same ID + same content is a no-op."""
+        ref = parse_model_ref(request.id, require_version=True)
+        emb = read_embedding(data, filename=filename, limits=self.limits)
+        canonical = canonical_bytes(emb)
+        stored, original = file_hashes(canonical), file_hashes(data)
+        with self.session() as session:
+            existing = self._find_version(session, ref)
+            if existing is not None:
+                return self._same_or_conflict(existing, stored.sha256), False
+        self.store.put(stored.sha256, canonical)
+        if os.environ.get(CRASH_HOOK) == "1":
+            os._exit(17)
+        version = Version(
+            model_id=0, source=ref.source, model=ref.model, version=ref.version or "",
+            architecture=emb.architecture, vectors=emb.num_vectors, dtype=emb.dtype, kind=request.kind,
+            trigger=request.trigger or _trigger_word(default_trigger(emb, filename)),
+            tags=json.dumps(list(request.tags)), title=request.title, description=request.description,
+            sha256=stored.sha256, size=len(canonical), original_sha256=original.sha256, original_size=len(data),
+            original_format=emb.source_format, training_metadata=json.dumps(emb.metadata, sort_keys=True),
+        )
+        for _attempt in range(3):
+            with self.session() as session:
+                try:
+                    model = self._model_for(session, ref)
+                    version.model_id = model.id or 0
+                    session.add(version)
+                    session.flush()
+                    self._refresh_latest(session, model)
+                    session.commit()
+                    return record(version), True
+                except IntegrityError:
+                    session.rollback()
+                    existing = self._find_version(session, ref)
+                    if existing is not None:  # a concurrent publish of the same ID won the race
+                        return self._same_or_conflict(existing, stored.sha256), False
+                    version = Version.model_validate(version.model_dump(exclude={"id"}))
+        raise Conflict(f"could not publish {ref}: concurrent changes kept conflicting; try again")
+
+    @staticmethod
+    def _same_or_conflict(existing: Version, sha256: str) -> dict[str, Any]:
+        if existing.sha256 != sha256:
+            ref = f"{existing.source}:{existing.model}@{existing.version}"
+            raise Conflict(
+                f"{ref} is already published with other content (sha256 {existing.sha256}); "
+                "published versions are immutable: publish a new version",
+                {"id": ref, "sha256": existing.sha256},
+            )
+        return record(existing)
+
+    def _model_for(self, session: Session, ref: ModelRef) -> Model:
+        model = session.execute(select(Model).where(Model.source == ref.source, Model.name == ref.model)).scalars().first()
+        if model is not None:
+            return model
+        source = session.execute(select(Source).where(Source.name == ref.source)).scalars().first()
+        if source is None:
+            source = Source(name=ref.source)
+            session.add(source)
+            session.flush()
+        model = Model(source_id=source.id or 0, source=ref.source, name=ref.model)
+        session.add(model)
+        session.flush()
+        return model
+
+    def _refresh_latest(self, session: Session, model: Model) -> None:
+        """Point the model at its newest unyanked version and refresh its search entry."""
+        latest = session.execute(
+            select(Version).where(Version.model_id == model.id, Version.yanked.is_(False))  # type: ignore[attr-defined]
+            .order_by(Version.created_at.desc(), Version.id.desc()).limit(1)  # type: ignore[union-attr,attr-defined]
+        ).scalars().first()
+        model.latest_version_id = latest.id if latest else None
+        model.latest_created_at = latest.created_at if latest else None
+        model.architecture = latest.architecture if latest else None
+        model.kind = latest.kind if latest else None
+        session.add(model)
+        session.flush()
+        index_model(session, model, latest)
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _find_version(session: Session, ref: ModelRef) -> Version | None:
+        return session.execute(
+            select(Version).where(Version.source == ref.source, Version.model == ref.model,
+                                  Version.version == ref.version)
+        ).scalars().first()
+
+    def get_model(self, source: str, name: str) -> dict[str, Any]:
+        with self.session() as session:
+            model = session.execute(select(Model).where(Model.source == source, Model.name == name)).scalars().first()
+            if model is None:
+                raise NotFound(f"no model {source}:{name}")
+            versions = session.execute(
+                select(Version).where(Version.model_id == model.id)
+                .order_by(Version.created_at.desc(), Version.id.desc())  # type: ignore[union-attr,attr-defined]
+            ).scalars().all()
+            latest = next((v for v in versions if v.id == model.latest_version_id), None)
+            return {
+                "id": f"{source}:{name}", "source": source, "model": name, "downloads": model.downloads,
+                "created_at": _iso(model.created_at),
+                "latest": latest.version if latest else None,
+                "versions": [record(v) for v in versions],
+            }
+
+    def get_version(self, ref: ModelRef) -> dict[str, Any]:
+        with self.session() as session:
+            version = self._find_version(session, ref)
+            if version is None:
+                raise NotFound(f"no version {ref}")
+            return record(version)
+
+    def resolve_one(self, session: Session, text: str) -> dict[str, Any]:
+        ref = parse_ref(text)
+        if isinstance(ref, HashRef):
+            return record(self._by_hash(session, ref))
+        if ref.version is not None:
+            version = self._find_version(session, ref)
+            if version is None:
+                raise NotFound(f"no version {ref}")
+        else:
+            model = session.execute(select(Model).where(Model.source == ref.source, Model.name == ref.model)).scalars().first()
+            if model is None:
+                raise NotFound(f"no model {ref}")
+            if model.latest_version_id is None:
+                raise NotFound(f"every version of {ref} is yanked; pin one explicitly to use it",
+                               {"ref": str(ref), "all_yanked": True})
+            version = session.get(Version, model.latest_version_id)
+            assert version is not None
+        if ref.ecosystem is not None and ref.ecosystem != version.architecture:
+            raise ArchitectureMismatch(
+                f"{text} asks for {ref.ecosystem} but {ref.source}:{ref.model}@{version.version} is {version.architecture}",
+                {"requested": ref.ecosystem, "stored": version.architecture},
+            )
+        return record(version)
+
+    def resolve(self, refs: list[str]) -> list[dict[str, Any]]:
+        if len(refs) > self.settings.max_resolve_refs:
+            raise InvalidRequest(f"{len(refs)} refs; at most {self.settings.max_resolve_refs} per request")
+        results = []
+        with self.session() as session:
+            for text in refs:
+                try:
+                    results.append({"ref": text, "record": self.resolve_one(session, text)})
+                except PseudowordError as exc:
+                    results.append({"ref": text, "error": exc.to_dict()})
+        return results
+
+    def by_hash(self, text: str) -> dict[str, Any]:
+        ref = parse_ref(text)
+        if not isinstance(ref, HashRef):
+            raise InvalidRequest(f"{text!r} is not a hash: expected 64, 12 or 10 hex digits")
+        with self.session() as session:
+            return record(self._by_hash(session, ref))
+
+    @staticmethod
+    def _by_hash(session: Session, ref: HashRef) -> Version:
+        """Match the SHA-256 of the canonical or the uploaded file; short hashes are prefixes."""
+        if len(ref.value) == HASH_LENGTHS["sha256"]:
+            condition = (Version.sha256 == ref.value) | (Version.original_sha256 == ref.value)
+        else:
+            low, high = ref.value, ref.value + "g"  # a range, so the indexes serve the prefix match
+            condition = ((Version.sha256 >= low) & (Version.sha256 < high)) | (
+                (Version.original_sha256 >= low) & (Version.original_sha256 < high))
+        version = session.execute(
+            select(Version).where(condition).order_by(Version.yanked, Version.created_at, Version.id)  # type: ignore[arg-type]
+        ).scalars().first()
+        if version is None:
+            raise NotFound(f"no embedding with {ref.algo} hash {ref.value}")
+        return version
+
+    def records_by_ids(self, version_ids: list[int]) -> list[dict[str, Any]]:
+        if not version_ids:
+            return []
+        with self.session() as session:
+            rows = session.execute(select(Version).where(Version.id.in_(version_ids))).scalars().all()  # type: ignore[union-attr]
+            by_id = {row.id: row for row in rows}
+            return [record(by_id[i]) for i in version_ids if i in by_id]
+
+    # -- yank -------------------------------------------------------------------------------------
+
+    def set_yanked(self, ref: ModelRef, yanked: bool, reason: str | None) -> dict[str, Any]:
+        with self.session() as session:
+            version = self._find_version(session, ref)
+            if version is None:
+                raise NotFound(f"no version {ref}")
+            version.yanked = yanked
+            version.yanked_reason = (reason or "").strip() or None if yanked else None
+            session.add(version)
+            session.flush()
+            model = session.get(Model, version.model_id)
+            assert model is not None
+            self._refresh_latest(session, model)
+            session.commit()
+            return record(version)
+
+    # -- downloads and gc -------------------------------------------------------------------------
+
+    def blob_versions(self, sha256: str) -> list[Version]:
+        with self.session() as session:
+            return list(session.execute(
+                select(Version).where(Version.sha256 == sha256).order_by(Version.created_at, Version.id)  # type: ignore[arg-type]
+            ).scalars().all())
+
+    def count_download(self, sha256: str) -> None:
+        with self.session() as session:
+            model_ids = session.execute(select(Version.model_id).where(Version.sha256 == sha256)).scalars().all()
+            session.execute(update(Version).where(Version.sha256 == sha256).values(downloads=Version.downloads + 1))
+            if model_ids:
+                session.execute(update(Model).where(Model.id.in_(set(model_ids))).values(downloads=Model.downloads + 1))  # type: ignore[union-attr]
+            session.commit()
+
+    def referenced_digests(self) -> set[str]:
+        with self.session() as session:
+            return set(session.execute(select(Version.sha256).distinct()).scalars().all())
+
+    def gc(self, dry_run: bool = False) -> list[str]:
+        """Delete blobs no version refers to (orphans from interrupted publishes)."""
+        referenced = self.referenced_digests()
+        orphans = sorted(d for d in self.store.list_digests() if d not in referenced)
+        if not dry_run:
+            for digest in orphans:
+                if digest not in self.referenced_digests():  # re-check: a publish may have landed meanwhile
+                    self.store.delete(digest)
+        return orphans
+
+
+def _iso(value: datetime | None) -> str | None:
+    """SQLite hands timestamps back without their zone; they are all UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _trigger_word(name: str) -> str:
+    """A trigger must be one prompt word: spaces and commas in file names become '_'."""
+    word = re.sub(r"[\s,]+", "_", name.strip())
+    return word[:128] or "embedding"
+
+
+__all__ = ["Catalogue", "PublishRequest", "parse_metadata", "record", "utcnow"]

@@ -1,0 +1,157 @@
+"""Catalogue search: full text (FTS5 on SQLite, tsvector on PostgreSQL), filters, sorts and
+keyset cursors. One row per model: its newest version that is not yanked (denormalised onto
+``models`` by ``index_model`` so a search reads one table plus the text index)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from pseudoword.registry.core.errors import InvalidRequest
+from pseudoword.registry.service.models import Model, Version
+
+SORTS = ("relevance", "newest", "downloads")
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+MAX_QUERY_WORDS = 16
+
+
+@dataclass(frozen=True)
+class Query:
+    q: str | None = None
+    architecture: str | None = None
+    kind: str | None = None
+    tag: str | None = None
+    source: str | None = None
+    sort: str = "relevance"
+    limit: int = 20
+    cursor: str | None = None
+
+
+def index_model(session: Session, model: Model, latest: Version | None) -> None:
+    """Refresh the searchable copy of a model after its latest version changed."""
+    dialect = session.get_bind().dialect.name
+    tags = json.loads(latest.tags) if latest else []
+    session.execute(text("DELETE FROM model_tags WHERE model_id = :id"), {"id": model.id})
+    for tag in sorted(set(tags)):
+        session.execute(text("INSERT INTO model_tags (model_id, tag) VALUES (:id, :tag)"), {"id": model.id, "tag": tag})
+    fields = {
+        "name": f"{model.source} {model.name} {latest.version if latest else ''}",
+        "title": latest.title if latest else "",
+        "description": latest.description if latest else "",
+        "tags": " ".join(tags),
+        "trigger": latest.trigger if latest else "",
+    }
+    if dialect == "postgresql":
+        session.execute(
+            text(
+                "UPDATE models SET search_vector = "
+                "setweight(to_tsvector('simple', :name), 'A') || setweight(to_tsvector('simple', :trigger), 'A') || "
+                "setweight(to_tsvector('simple', :title), 'B') || setweight(to_tsvector('simple', :tags), 'B') || "
+                "setweight(to_tsvector('simple', :description), 'C') WHERE id = :id"
+            ),
+            {**fields, "id": model.id},
+        )
+    else:
+        session.execute(text("DELETE FROM model_search WHERE rowid = :id"), {"id": model.id})
+        if latest is not None:
+            session.execute(
+                text("INSERT INTO model_search (rowid, name, title, description, tags, trigger) "
+                     "VALUES (:id, :name, :title, :description, :tags, :trigger)"),
+                {**fields, "id": model.id},
+            )
+
+
+def search(session: Session, query: Query) -> tuple[list[int], str | None]:
+    """Ids of the matching models' latest versions, in order, and the cursor of the next page."""
+    if query.sort not in SORTS:
+        raise InvalidRequest(f"sort must be one of {', '.join(SORTS)}, not {query.sort!r}")
+    if not 1 <= query.limit <= 100:
+        raise InvalidRequest("limit must be between 1 and 100")
+    dialect = session.get_bind().dialect.name
+    words = _WORD.findall(query.q or "")[:MAX_QUERY_WORDS]
+    sort = query.sort if words or query.sort != "relevance" else "newest"
+    params: dict[str, Any] = {"limit": query.limit + 1}
+    where = ["m.latest_version_id IS NOT NULL"]
+    for column in ("architecture", "kind", "source"):
+        value = getattr(query, column)
+        if value:
+            where.append(f"m.{column} = :{column}")
+            params[column] = value
+    if query.tag:
+        where.append("EXISTS (SELECT 1 FROM model_tags t WHERE t.model_id = m.id AND t.tag = :tag)")
+        params["tag"] = query.tag.lower()
+    rank = "0.0"
+    source = "models m"
+    if words:
+        if dialect == "postgresql":
+            params["tsq"] = " & ".join(f"{w.lower()}:*" for w in words)
+            where.append("m.search_vector @@ to_tsquery('simple', :tsq)")
+            rank = "-ts_rank(m.search_vector, to_tsquery('simple', :tsq))"  # ascending = best first
+        else:
+            params["fts"] = " ".join('"' + w.replace('"', "") + '"*' for w in words)
+            source = "model_search s JOIN models m ON m.id = s.rowid"
+            where.append("model_search MATCH :fts")
+            rank = "bm25(model_search, 10.0, 5.0, 1.0, 5.0, 10.0)"  # ascending = best first
+    inner = (f"SELECT m.id AS id, m.latest_version_id AS version_id, {rank} AS rank, "
+             f"m.downloads AS downloads, m.latest_created_at AS created FROM {source} WHERE {' AND '.join(where)}")
+    outer_where = ""
+    if query.cursor:
+        last = _decode_cursor(query.cursor, sort)
+        params["c_id"] = last["id"]
+        if sort == "relevance":
+            params["c_key"] = float(last["key"])
+            outer_where = "WHERE (r.rank > :c_key OR (r.rank = :c_key AND r.id > :c_id))"
+        elif sort == "downloads":
+            params["c_key"] = int(last["key"])
+            outer_where = "WHERE (r.downloads < :c_key OR (r.downloads = :c_key AND r.id < :c_id))"
+        else:
+            params["c_key"] = last["key"]
+            outer_where = "WHERE (r.created < :c_key OR (r.created = :c_key AND r.id < :c_id))"
+            if dialect == "postgresql":
+                outer_where = outer_where.replace(":c_key", "CAST(:c_key AS timestamptz)")
+    order = {"relevance": "r.rank ASC, r.id ASC", "newest": "r.created DESC, r.id DESC",
+             "downloads": "r.downloads DESC, r.id DESC"}[sort]
+    sql = f"SELECT r.id, r.version_id, r.rank, r.downloads, r.created FROM ({inner}) r {outer_where} ORDER BY {order} LIMIT :limit"
+    rows = session.execute(text(sql), params).all()
+    next_cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        last_row = rows[-1]
+        key = {"relevance": last_row.rank, "downloads": last_row.downloads,
+               "newest": _ts(last_row.created)}[sort]
+        next_cursor = _encode_cursor(sort, key, last_row.id)
+    return [row.version_id for row in rows], next_cursor
+
+
+def _ts(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _encode_cursor(sort: str, key: Any, model_id: int) -> str:
+    raw = json.dumps({"s": sort, "k": key, "i": model_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        if data["s"] != sort:
+            raise ValueError("sort changed")
+        if not isinstance(data["i"], int) or isinstance(data["k"], (list, dict)) or data["k"] is None:
+            raise ValueError("bad cursor")
+        if sort == "relevance":
+            float(data["k"])
+        elif sort == "downloads":
+            int(data["k"])
+        elif not isinstance(data["k"], str):
+            raise ValueError("bad cursor")
+        return {"key": data["k"], "id": data["i"]}
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError, OverflowError):
+        raise InvalidRequest("invalid cursor: pass the next_cursor of the previous page with the same sort") from None

@@ -1,0 +1,231 @@
+"""Blob storage behind one interface: a content-addressed local directory (the embedded default)
+and any S3 server (MinIO in production) through the ``minio`` client.
+
+Blobs are addressed by their SHA-256 (``sha256/ab/cd/<digest>``, as pypa/warehouse lays out
+files), so writing is idempotent and two replicas writing the same blob cannot conflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pseudoword.registry.core.errors import StorageUnavailable
+
+_CHUNK = 256 * 1024
+
+
+def blob_key(sha256: str) -> str:
+    return f"sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+class BlobStore(Protocol):
+    def put(self, sha256: str, data: bytes) -> None: ...
+
+    def get(self, sha256: str) -> bytes: ...
+
+    def open_range(self, sha256: str, start: int = 0, length: int | None = None) -> Iterator[bytes]: ...
+
+    def size(self, sha256: str) -> int | None: ...
+
+    def delete(self, sha256: str) -> None: ...
+
+    def list_digests(self) -> Iterator[str]: ...
+
+    def presigned_url(self, sha256: str, expires: timedelta = timedelta(minutes=15)) -> str | None: ...
+
+    def check(self) -> None:
+        """Raise StorageUnavailable when the store cannot be reached."""
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, sha256: str) -> Path:
+        return self.root / blob_key(sha256)
+
+    def put(self, sha256: str, data: bytes) -> None:
+        path = self._path(sha256)
+        if path.is_file() and path.stat().st_size == len(data):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)  # atomic: readers see no blob or the whole blob
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, sha256: str) -> bytes:
+        try:
+            return self._path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise StorageUnavailable(f"blob {sha256} is missing from the store") from None
+        except OSError as exc:
+            raise StorageUnavailable(f"blob store unreadable: {exc.strerror}") from None
+
+    def open_range(self, sha256: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        try:
+            handle = self._path(sha256).open("rb")
+        except OSError as exc:
+            raise StorageUnavailable(f"blob {sha256} unreadable: {exc.strerror}") from None
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                handle.seek(start)
+                left = length
+                while left is None or left > 0:
+                    chunk = handle.read(_CHUNK if left is None else min(_CHUNK, left))
+                    if not chunk:
+                        break
+                    if left is not None:
+                        left -= len(chunk)
+                    yield chunk
+
+        return chunks()
+
+    def size(self, sha256: str) -> int | None:
+        try:
+            return self._path(sha256).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def delete(self, sha256: str) -> None:
+        self._path(sha256).unlink(missing_ok=True)
+
+    def list_digests(self) -> Iterator[str]:
+        for path in (self.root / "sha256").glob("*/*/*"):
+            if path.is_file() and len(path.name) == 64:
+                yield path.name
+
+    def presigned_url(self, sha256: str, expires: timedelta = timedelta(minutes=15)) -> str | None:
+        return None  # a local directory has no URL of its own: the API serves the bytes
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise StorageUnavailable(f"blob directory {self.root} is not writable")
+
+
+class S3BlobStore:
+    """S3 through ``minio``, with short timeouts and few retries so an outage answers 503 fast."""
+
+    def __init__(self, endpoint: str, bucket: str, access_key: str | None, secret_key: str | None,
+                 secure: bool = False, region: str | None = None) -> None:
+        import urllib3
+        from minio import Minio
+
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=2.0, read=30.0),
+            retries=urllib3.Retry(total=1, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
+            maxsize=32,
+        )
+        self.bucket = bucket
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                            region=region, http_client=http)
+        self._bucket_checked = False
+
+    def _call(self, what: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from minio.error import S3Error
+
+        try:
+            return func(*args, **kwargs)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                raise FileNotFoundError(what) from None
+            raise StorageUnavailable(f"object storage refused {what}: {exc.code}") from None
+        except Exception as exc:  # noqa: BLE001 - urllib3/socket errors: the server is not there
+            raise StorageUnavailable(f"object storage unreachable during {what}: {type(exc).__name__}") from None
+
+    def ensure_bucket(self) -> None:
+        if self._bucket_checked:
+            return
+        if not self._call("bucket check", self.client.bucket_exists, self.bucket):
+            try:
+                self._call("bucket creation", self.client.make_bucket, self.bucket)
+            except StorageUnavailable:
+                if not self._call("bucket check", self.client.bucket_exists, self.bucket):
+                    raise
+        self._bucket_checked = True
+
+    def put(self, sha256: str, data: bytes) -> None:
+        self.ensure_bucket()
+        self._call("upload", self.client.put_object, self.bucket, blob_key(sha256), io.BytesIO(data), len(data),
+                   content_type="application/octet-stream")
+
+    def get(self, sha256: str) -> bytes:
+        return b"".join(self.open_range(sha256))
+
+    def open_range(self, sha256: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        try:
+            response = self._call("download", self.client.get_object, self.bucket, blob_key(sha256),
+                                  offset=start, length=length or 0)
+        except FileNotFoundError:
+            raise StorageUnavailable(f"blob {sha256} is missing from the bucket") from None
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(_CHUNK)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return chunks()
+
+    def size(self, sha256: str) -> int | None:
+        try:
+            return self._call("stat", self.client.stat_object, self.bucket, blob_key(sha256)).size
+        except FileNotFoundError:
+            return None
+
+    def delete(self, sha256: str) -> None:
+        self._call("delete", self.client.remove_object, self.bucket, blob_key(sha256))
+
+    def list_digests(self) -> Iterator[str]:
+        objects = self._call("listing", self.client.list_objects, self.bucket, prefix="sha256/", recursive=True)
+        for obj in objects:
+            name = obj.object_name.rsplit("/", 1)[-1]
+            if len(name) == 64:
+                yield name
+
+    def presigned_url(self, sha256: str, expires: timedelta = timedelta(minutes=15)) -> str | None:
+        return self._call("presign", self.client.presigned_get_object, self.bucket, blob_key(sha256), expires=expires)
+
+    def check(self) -> None:
+        self._bucket_checked = False
+        self.ensure_bucket()
+
+
+def open_store(url: str, access_key: str | None = None, secret_key: str | None = None) -> BlobStore:
+    """``file:///path`` or ``s3://[KEY:SECRET@]host:port/bucket?secure=false&region=...``."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return LocalBlobStore(Path(unquote(parts.path)))
+    if parts.scheme in ("s3", "minio"):
+        query = parse_qs(parts.query)
+        bucket = parts.path.strip("/")
+        if not bucket or not parts.hostname:
+            raise ValueError("PSEUDOWORD_STORAGE_URL must look like s3://host:port/bucket")
+        endpoint = parts.hostname + (f":{parts.port}" if parts.port else "")
+        secure = query.get("secure", ["false"])[0].lower() in ("1", "true", "yes")
+        return S3BlobStore(endpoint, bucket,
+                           access_key or (unquote(parts.username) if parts.username else None),
+                           secret_key or (unquote(parts.password) if parts.password else None),
+                           secure=secure, region=query.get("region", [None])[0])
+    raise ValueError(f"unsupported storage URL scheme {parts.scheme!r}: use file:// or s3://")
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
