@@ -40,13 +40,15 @@ def index_model(session: Session, model: Model, latest: Version | None) -> None:
     session.execute(text("DELETE FROM model_tags WHERE model_id = :id"), {"id": model.id})
     for tag in sorted(set(tags)):
         session.execute(text("INSERT INTO model_tags (model_id, tag) VALUES (:id, :tag)"), {"id": model.id, "tag": tag})
-    fields = {
+    raw = {
         "name": f"{model.source} {model.name} {latest.version if latest else ''}",
         "title": latest.title if latest else "",
         "description": latest.description if latest else "",
         "tags": " ".join(tags),
         "trigger": latest.trigger if latest else "",
     }
+    # Both engines index the same words the query side splits out (e.g. "bad-hands_5" -> bad hands 5).
+    fields = {key: " ".join(_WORD.findall(value)).lower() for key, value in raw.items()}
     if dialect == "postgresql":
         session.execute(
             text(
