@@ -1,9 +1,11 @@
 """`pseudoword import`: publish a whole AUTOMATIC1111 / ComfyUI embeddings folder.
 
 Both UIs call an embedding by its file name, so each file becomes ``SOURCE:<slug>@VERSION``
-with the file stem as trigger (spaces kept) and, as model name, the stem slugged to the ID
-grammar (accents dropped, whitespace runs -> ``-``, other characters outside
-``[A-Za-z0-9._-]`` -> ``_``).
+with the file stem as trigger and, as model name, the stem slugged to the ID grammar (accents
+dropped, whitespace runs -> ``-``, other characters outside ``[A-Za-z0-9._-]`` -> ``_``). A
+trigger is one prompt word, so in the trigger too whitespace and commas become ``-``: a file
+``Low_Quality2xx_ By_Stable_Yogi-neg.pt`` is called by ``Low_Quality2xx_-By_Stable_Yogi-neg``,
+the same as its model name.
 
 Order of work, so that a rerun after an interruption finishes the job without duplicates:
 every file is validated locally first; one batch ``POST /resolve`` then tells which IDs
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from pseudoword.registry.core import DEFAULT_LIMITS, canonical_bytes, parse_ref, read_embedding
@@ -52,6 +54,11 @@ def read_local(path: Path) -> bytes:
         raise TooLarge(f"{path.name} is {size} bytes; at most {DEFAULT_LIMITS.max_file_bytes} allowed",
                        {"size": size, "limit": DEFAULT_LIMITS.max_file_bytes})
     return path.read_bytes()
+
+
+def trigger_from_stem(stem: str) -> str:
+    """The file stem as one prompt word: whitespace and comma runs become ``-``."""
+    return re.sub(r"[\s,]+", "-", stem.strip()).strip("-")
 
 
 def model_slug(stem: str) -> str:
@@ -137,9 +144,10 @@ class ImportReport:
         return line
 
     def table(self) -> Table:
-        table = Table("File", "ID", "Result", "Detail")
+        table = Table(Column("File", overflow="fold"), Column("ID", overflow="fold"), "Result",
+                      Column("Detail", overflow="fold", ratio=1))
         verb = "would publish" if self.dry_run else "published"
-        rows = [(r, Text(verb, "green"), f"{r['architecture']}, {r['vectors']} vectors, trigger {r['trigger']!r}")
+        rows = [(r, Text(verb, "green"), f"{r['architecture']}, {r['vectors']} vector{'s' if r['vectors'] != 1 else ''}, trigger {r['trigger']!r}")
                 for r in self.published]
         rows += [(r, Text("skipped", "yellow"), r.get("reason", "")) for r in self.skipped]
         rows += [(r, Text("refused", "red"), f"{r['code']}: {r['message']}") for r in self.refused]
@@ -153,11 +161,11 @@ def _prepare(path: Path, plan: ImportPlan, report: ImportReport) -> _Item | None
     """Read and validate one file locally; a refusal goes into the report."""
     item = _Item(file=str(path.relative_to(plan.directory)), path=path)
     stem = path.stem
-    item.trigger = stem
+    item.trigger = trigger_from_stem(stem)
     item.kind = "negative" if plan.kind_from_name and is_negative_name(stem) else plan.kind
     slug = model_slug(stem)
     try:
-        if not slug:
+        if not slug or not item.trigger:
             raise InvalidReference(f"no usable model name in the file name {path.name!r}")
         item.id = str(parse_ref(f"{plan.source}:{slug}@{plan.version}"))
         item.data = read_local(path)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from pseudoword.cli import config
@@ -58,6 +58,8 @@ class PullFormat(str, Enum):
 #: File name suffix per pulled format; the diffusers form gets its own so it never overwrites
 #: the canonical file (A1111/ComfyUI read both, but the diffusers one is for load_textual_inversion).
 PULL_SUFFIXES = {"safetensors": ".safetensors", "a1111": ".pt", "diffusers": ".diffusers.safetensors"}
+#: Widest table printed into a pipe or a file.
+PIPE_WIDTH = 160
 #: Most items the CLI asks the registry for in one search page.
 SEARCH_PAGE = 100
 
@@ -151,13 +153,14 @@ def record_table(record: dict[str, Any]) -> Table:
 
 
 def print_table(table: Table) -> None:
-    """Print a table; into a pipe or file at its natural width, so no ID is ever cut short."""
+    """Print a table; into a pipe or a file up to 160 columns wide (not the 80 rich assumes), so
+    rows stay one line each; ID columns fold rather than being cut short."""
     if console.is_terminal:
-        print_table(table)
+        console.print(table)
         return
     from rich.measure import Measurement
 
-    width = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    width = Measurement.get(console, console.options.update(width=PIPE_WIDTH), table).maximum
     Console(width=max(width, 20), highlight=False).print(table)  # console.print caps width at its own
 
 
@@ -276,7 +279,8 @@ def search(
     if not items:
         plain("no embeddings match")
         return
-    table = Table("ID", "Architecture", "Vectors", "Kind", "Trigger", "Downloads")
+    table = Table(Column("ID", overflow="fold"), "Architecture", "Vectors", "Kind", Column("Trigger", overflow="fold"),
+                  "Downloads")
     for item in items:
         name = item.get("id", "") + (" (yanked)" if item.get("yanked") else "")
         table.add_row(*(Text(str(value)) for value in (
@@ -295,7 +299,7 @@ def usage_snippet(record: dict[str, Any]) -> dict[str, Any]:
     trigger = record.get("trigger") or record["model"]
     negative = record.get("kind") == "negative"
     entry = {"model": record["id"], "weight": -1.0 if negative else 1.0}
-    where = f'negative_prompt="{trigger}"' if negative else f'prompt="a photo of {trigger}"'
+    where = f'prompt="a photo", negative_prompt="{trigger}"' if negative else f'prompt="a photo, {trigger}"'
     stem = safe_filename(trigger)
     if record.get("architecture") == "sdxl":
         diffusers = (
@@ -541,7 +545,7 @@ def lock(
     if json:
         print_json({**lockdoc, "path": str(target)})
         return
-    table = Table("Reference", "Pinned to", "sha256")
+    table = Table(Column("Reference", overflow="fold"), Column("Pinned to", overflow="fold"), "sha256")
     for ref, pin in lockdoc["pins"].items():
         table.add_row(Text(ref), Text(pin["id"]), pin["sha256"][:16])
     print_table(table)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from pseudoword.cli.import_folder import model_slug, trigger_from_stem
 from pseudoword.registry.core import read_embedding
 from tests.integration.cli_server import Cli, cli, live_registry  # noqa: F401  (fixtures)
 
@@ -20,8 +21,6 @@ RECORD_KEYS = {"id", "air", "architecture", "vectors", "kind", "trigger", "sha25
 
 
 def corpus_id(file: str) -> str:
-    from pseudoword.cli.import_folder import model_slug
-
     return f"{SOURCE}:{model_slug(Path(file).stem)}@1"
 
 
@@ -54,7 +53,7 @@ def test_import_publishes_every_good_file_and_refuses_the_reject_with_its_reason
         assert published["architecture"] == row["architecture"]
         assert published["vectors"] == int(row["vectors"])
         assert published["sha256"] == row["sha256"], "sha256 of the file as it is on disk"
-        assert published["trigger"] == Path(row["file"]).stem
+        assert published["trigger"] == trigger_from_stem(Path(row["file"]).stem)
     assert by_file["EasyNegative.safetensors"]["kind"] == "negative"
     assert by_file["zPDXL-neg.pt"]["kind"] == "negative"
     assert by_file["charturnerv2.pt"]["kind"] == "positive"
@@ -80,7 +79,7 @@ def test_import_dry_run_uploads_nothing(imported, cli, embeddings_dir, good_rows
 
 def test_search_finds_each_file_by_trigger(imported, cli, good_rows):
     for row in good_rows:
-        trigger = Path(row["file"]).stem
+        trigger = trigger_from_stem(Path(row["file"]).stem)
         result = cli("search", trigger, "--source", SOURCE, "--limit", "50", "--json")
         assert result.exit_code == 0, result.stderr
         ids = [item["id"] for item in result.json()["items"]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pseudoword.cli.import_folder import embedding_files, is_negative_name, model_slug
+from pseudoword.cli.import_folder import embedding_files, is_negative_name, model_slug, trigger_from_stem
 from pseudoword.cli.registry_cmd import safe_filename, usage_snippet
 from pseudoword.registry.core import parse_ref
 
@@ -28,6 +28,20 @@ def test_model_slug_fits_the_id_grammar(stem, slug):
     assert model_slug(stem) == slug
     if slug:
         assert parse_ref(f"me:{slug}@1").model == slug
+
+
+@pytest.mark.parametrize(
+    ("stem", "trigger"),
+    [
+        ("EasyNegative", "EasyNegative"),
+        ("Low_Quality2xx_ By_Stable_Yogi-neg", "Low_Quality2xx_-By_Stable_Yogi-neg"),
+        ("a, b  c", "a-b-c"),
+        ("ünïcode (v2)", "ünïcode-(v2)"),
+    ],
+)
+def test_trigger_is_one_word_close_to_the_file_name(stem, trigger):
+    assert trigger_from_stem(stem) == trigger
+    assert not any(ch.isspace() or ch == "," for ch in trigger)
 
 
 @pytest.mark.parametrize(
