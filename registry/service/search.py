@@ -94,7 +94,7 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
         if dialect == "postgresql":
             params["tsq"] = " & ".join(f"{w.lower()}:*" for w in words)
             where.append("m.search_vector @@ to_tsquery('simple', :tsq)")
-            rank = "-ts_rank(m.search_vector, to_tsquery('simple', :tsq))"  # ascending = best first
+            rank = "-CAST(ts_rank(m.search_vector, to_tsquery('simple', :tsq)) AS double precision)"  # best first
         else:
             params["fts"] = " ".join('"' + w.replace('"', "") + '"*' for w in words)
             source = "model_search s JOIN models m ON m.id = s.rowid"
