@@ -32,7 +32,7 @@ from pseudoword.runtime.embedding_entries import (
     load_entries,
     parse_entries,
 )
-from pseudoword.runtime.empty_prompt import empty_hidden
+from pseudoword.runtime.empty_prompt import empty_encoding
 from pseudoword.runtime.prompt_layout import (
     Chunk,
     Run,
@@ -188,25 +188,53 @@ def _encode(stack: TextStack, positive: str, negative: str | None, loaded: Seque
 
 def _encode_rows(slot: TextSlot, rows: list[Chunk], loaded: Sequence[LoadedEmbedding],
                  clip_skip: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Hidden states ``[rows, 77, D]`` (and pooled outputs for SDXL's second encoder).
+
+    Rows of the empty prompt (an empty negative prompt, the padding chunks of a long prompt)
+    are not run through the encoder: they are the cached empty-prompt encoding. Whether a row
+    is empty depends only on the request, so a request always takes the same path and gives
+    the same bits, cached or not."""
+    encoder = slot.encoder
+    tok = slot.tokenizer
+    read_at = hidden_layer_index(encoder, clip_skip, penultimate=slot.penultimate)
+    final_norm = not slot.penultimate
+    blank = empty_chunk(bos=tok.bos_token_id, eos=tok.eos_token_id, pad=tok.pad_token_id).ids
+    live = [r for r, row in enumerate(rows) if row.runs or row.ids != blank]
+    hidden = pooled = None
+    if live:
+        hidden, pooled = _run_rows(slot, [rows[r] for r in live], loaded, read_at, final_norm)
+    weighted = [(r, start, run, abs(loaded[run.index].weight)) for r, row in enumerate(rows)
+                for start, run in row.runs if abs(loaded[run.index].weight) != 1.0]
+    if len(live) < len(rows) or weighted:
+        empty = empty_encoding(encoder, tok, read_at=read_at, final_norm=final_norm, pooled=slot.pooled)
+        if len(live) < len(rows):
+            full = empty.hidden.expand(len(rows), *empty.hidden.shape).clone()
+            full_pooled = empty.pooled.expand(len(rows), *empty.pooled.shape).clone() if slot.pooled else None
+            if live:
+                index = torch.tensor(live, device=full.device)
+                full[index] = hidden
+                if full_pooled is not None:
+                    full_pooled[index] = pooled
+            hidden, pooled = full, full_pooled
+        for r, start, run, scale in weighted:
+            _emphasise(hidden, empty.hidden, r, start, run, scale)
+    assert hidden is not None
+    return hidden, pooled
+
+
+def _run_rows(slot: TextSlot, rows: list[Chunk], loaded: Sequence[LoadedEmbedding], read_at: int,
+              final_norm: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One batched pass of the encoder over ``rows``, vectors placed at their runs."""
     encoder = slot.encoder
     table = encoder.get_input_embeddings()
     device = table.weight.device
     ids = torch.tensor([row.ids for row in rows], device=device)
     inputs = table(ids)  # a new tensor: the table itself is only read
-    placed = [(r, start, run) for r, row in enumerate(rows) for start, run in row.runs]
-    for r, start, run in placed:
-        inputs[r, start:start + run.length] = loaded[run.index].vectors.vectors[slot.vector_key]
-    read_at = hidden_layer_index(encoder, clip_skip, penultimate=slot.penultimate)
-    final_norm = not slot.penultimate
+    for r, row in enumerate(rows):
+        for start, run in row.runs:
+            inputs[r, start:start + run.length] = loaded[run.index].vectors.vectors[slot.vector_key]
     eos = torch.tensor([row.eos_position for row in rows], device=device) if slot.pooled else None
-    hidden, pooled = encode_embeds(encoder, inputs, read_at=read_at, final_norm=final_norm, pooled_positions=eos)
-    weighted = [(r, start, run, abs(loaded[run.index].weight)) for r, start, run in placed
-                if abs(loaded[run.index].weight) != 1.0]
-    if weighted:
-        z_empty = empty_hidden(encoder, slot.tokenizer, read_at=read_at, final_norm=final_norm)
-        for r, start, run, scale in weighted:
-            _emphasise(hidden, z_empty, r, start, run, scale)
-    return hidden, pooled
+    return encode_embeds(encoder, inputs, read_at=read_at, final_norm=final_norm, pooled_positions=eos)
 
 
 def _emphasise(hidden: torch.Tensor, z_empty: torch.Tensor, row: int, start: int, run: Run, scale: float) -> None:

@@ -1,5 +1,8 @@
 """``z_empty``: the encoding of the empty prompt, the anchor of an embedding's weight.
 
+It is also what every empty row of a request encodes to (an empty negative prompt, the padding
+chunks that line up a long prompt's sides), so those rows are taken from here, not recomputed.
+
 ``z' = z_empty + (z - z_empty) * |W|`` needs the empty prompt encoded by the same encoder,
 layer and clip skip. It depends only on the encoder's weights, so it is computed once and kept
 per encoder (weakly: it goes when the encoder goes), keyed by a fingerprint of the weights
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,8 +22,15 @@ import torch
 from pseudoword.runtime.clip_forward import encode_embeds
 from pseudoword.runtime.prompt_layout import empty_chunk
 
+
+@dataclass(frozen=True)
+class EmptyEncoding:
+    hidden: torch.Tensor  # [77, D] at the layer read
+    pooled: torch.Tensor | None  # [P] for encoders that give a pooled output
+
+
 _MAX_PER_ENCODER = 8
-_cache: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], torch.Tensor]] = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], EmptyEncoding]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -27,9 +38,9 @@ def _fingerprint(encoder: torch.nn.Module) -> int:
     return hash(tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in encoder.parameters()))
 
 
-def empty_hidden(encoder: Any, tokenizer: Any, *, read_at: int, final_norm: bool) -> torch.Tensor:
-    """``[77, D]`` hidden states of the empty prompt (BOS, EOS, padding) for this reading."""
-    key = (read_at, final_norm, _fingerprint(encoder))
+def empty_encoding(encoder: Any, tokenizer: Any, *, read_at: int, final_norm: bool, pooled: bool) -> EmptyEncoding:
+    """The empty prompt (BOS, EOS, padding) encoded for this reading; never written to."""
+    key = (read_at, final_norm, pooled, _fingerprint(encoder))
     with _lock:
         found = _cache.get(encoder, {}).get(key)
     if found is not None:
@@ -37,9 +48,11 @@ def empty_hidden(encoder: Any, tokenizer: Any, *, read_at: int, final_norm: bool
     row = empty_chunk(bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
     table = encoder.get_input_embeddings()
     ids = torch.tensor([row.ids], device=table.weight.device)
+    eos = torch.tensor([row.eos_position], device=table.weight.device) if pooled else None
     with torch.no_grad():
-        hidden, _ = encode_embeds(encoder, table(ids), read_at=read_at, final_norm=final_norm)
-    value = hidden[0]
+        hidden, pooled_out = encode_embeds(encoder, table(ids), read_at=read_at, final_norm=final_norm,
+                                           pooled_positions=eos)
+    value = EmptyEncoding(hidden[0], pooled_out[0] if pooled_out is not None else None)
     with _lock:
         per_encoder = _cache.setdefault(encoder, {})
         per_encoder[key] = value

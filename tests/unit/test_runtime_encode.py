@@ -13,7 +13,7 @@ import torch
 from pseudoword.registry.core import read_embedding
 from pseudoword.runtime import encode, encode_request
 from pseudoword.runtime.vector_cache import VectorCache
-from tests.pipelines import FakeResolver, shared_sd1, shared_sdxl, text_state, with_diffusers_ti
+from tests.pipelines import FakeResolver, copy_text_side, shared_sd1, shared_sdxl, text_state, with_diffusers_ti
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,23 @@ def test_clip_skip_reads_the_earlier_layer_through_the_final_norm(sd1: Any) -> N
     assert torch.allclose(ours["prompt_embeds"][0], expected[0], atol=1e-5)
     assert torch.allclose(ours["negative_prompt_embeds"][0], expected[1], atol=1e-5)
     assert not torch.allclose(ours["prompt_embeds"], encode(sd1, "a cat", "dog")["prompt_embeds"], atol=1e-3)
+
+
+def test_empty_rows_come_from_a_cache_that_follows_the_weights(sd1: Any) -> None:
+    """An empty negative prompt is served from the cached empty-prompt encoding; changing the
+    encoder's weights in place (as fusing a LoRA does) is noticed and the cache not reused."""
+    own = copy_text_side(sd1)
+
+    def diffusers_empty() -> torch.Tensor:
+        return own.encode_prompt("", device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False)[0]
+
+    first = encode(own, "a cat", "")["negative_prompt_embeds"]
+    assert torch.allclose(first, diffusers_empty(), atol=1e-5)
+    with torch.no_grad():
+        own.text_encoder.final_layer_norm.weight.mul_(1.5)
+    second = encode(own, "a cat", "")["negative_prompt_embeds"]
+    assert not torch.allclose(second, first, atol=1e-3)
+    assert torch.allclose(second, diffusers_empty(), atol=1e-5)
 
 
 def test_encoding_never_changes_the_pipeline(sd1: Any, sdxl: Any, resolver: FakeResolver,
