@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cli_server import Cli, cli, free_port, live_registry, run_cli_process  # noqa: F401
+from tests.integration.cli_server import cli, free_port, live_registry, run_cli_process  # noqa: F401
 
 
 def one_line(stderr: str, code: str) -> None:

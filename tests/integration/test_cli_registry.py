@@ -238,8 +238,9 @@ def test_yank_and_unyank(live_registry, cli, embeddings_dir):
     pinned = cli("show", "yk:bad@2", "--json").json()
     assert pinned["yanked"] is True and pinned["yanked_reason"] == "broken hands"
 
-    unyanked = cli("unyank", "yk:bad@2")
-    assert unyanked.exit_code == 0 and "unyanked yk:bad@2" in unyanked.stdout
+    unyanked = cli("unyank", "yk:bad@2", "--json")
+    assert unyanked.exit_code == 0 and unyanked.json()["yanked"] is False
+    assert "unyanked yk:bad@2" in cli("unyank", "yk:bad@2").stdout
     assert cli("show", "yk:bad", "--json").json()["id"] == "yk:bad@2"
 
     assert cli("yank", "yk:bad", "--reason", "x").exit_code == 2, "yank needs an exact version"
@@ -265,3 +266,19 @@ def test_lock_pins_request_refs_and_generate_side_resolver_honours_it(live_regis
         assert resolver.resolve(["lk:rsc"])[0].id == "lk:rsc@1"
     with Resolver(live_registry.url, cache_dir=cache, offline=False) as resolver:
         assert resolver.resolve(["lk:rsc"])[0].id == "lk:rsc@2"
+
+
+def test_login_saves_the_token_that_later_commands_use(live_registry, cli, embeddings_dir, tmp_path):
+    home = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "PSEUDOWORD_TOKEN": ""}
+    refused = cli("publish", embeddings_dir / "charturnerv2.pt", "--id", "login:turner@1", env=home)
+    assert refused.exit_code == 1 and refused.stderr.startswith("error [unauthorized]")
+
+    login = cli("login", "--registry", live_registry.url, env=home, input=live_registry.admin_token + "\n")
+    assert login.exit_code == 0 and live_registry.admin_token not in login.stdout
+    config_file = tmp_path / "config" / "pseudoword" / "config.toml"
+    assert config_file.stat().st_mode & 0o777 == 0o600
+
+    published = cli("publish", embeddings_dir / "charturnerv2.pt", "--id", "login:turner@1", "--json",
+                    env={**home, "PSEUDOWORD_REGISTRY": ""})
+    assert published.exit_code == 0, published.stderr
+    assert published.json()["created"] is True
