@@ -6,6 +6,7 @@ so documentation and files cannot drift apart. No containers are needed: everyth
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shutil
@@ -393,6 +394,22 @@ def test_nginx_matches_the_server(nginx: str, manifests: dict[tuple[str, str], d
     assert forwarded and forwarded[1] == _SAFE_ID.pattern
     assert "proxy_set_header X-Request-ID $pseudoword_request_id;" in nginx
     assert "non_idempotent" not in nginx, "a publish must never be retried on another replica"
+
+
+def test_errors_nginx_makes_itself_are_registry_errors(nginx: str) -> None:
+    from pseudoword.registry.core.errors import RegistryUnreachable, TooLarge, error_for_code
+
+    bodies = {int(code): json.loads(body.replace("\\n", "")) for code, body in
+              re.findall(r"^\s*return (\d{3}) '(.+)';$", nginx, re.M)}
+    assert set(bodies) == {413, 503}
+    for body in bodies.values():
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "detail"}
+    assert error_for_code(bodies[413]["error"]["code"]) is TooLarge
+    assert error_for_code(bodies[503]["error"]["code"]) is RegistryUnreachable
+    limit = re.search(r"client_max_body_size (\d+)m;", nginx)
+    assert limit and bodies[413]["error"]["detail"]["limit_bytes"] == int(limit[1]) * 1024 * 1024
+    assert re.search(r"^\s*error_page 413 @too_large;$", nginx, re.M)
+    assert re.search(r"^\s*error_page 502 503 504 =503 @no_replica;$", nginx, re.M)
 
 
 def _entrypoint(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
