@@ -339,15 +339,21 @@ def test_kubernetes_wiring(manifests: dict[tuple[str, str], dict[str, Any]], dep
                 assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
             mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
             assert set(mounts) == set(volumes), f"{workload['metadata']['name']}: mounts and volumes differ"
-            # The admin token file the ConfigMap names is the Secret's key, mounted there.
-            token = volumes["admin-token"]["secret"]
-            assert token["secretName"] == secret["metadata"]["name"]
-            [item] = token["items"]
-            assert item["key"] in secret["stringData"]
-            assert f"{mounts['admin-token']['mountPath']}/{item['path']}" == config["data"]["PSEUDOWORD_ADMIN_TOKEN_FILE"]
+    # The admin token file the ConfigMap names is the Secret's key, mounted there in the replicas.
+    pod = deployment["spec"]["template"]["spec"]
+    token = next(volume for volume in pod["volumes"] if volume["name"] == "admin-token")["secret"]
+    assert token["secretName"] == secret["metadata"]["name"]
+    [item] = token["items"]
+    assert item["key"] in secret["stringData"]
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "admin-token"]
+    assert mount["readOnly"] is True
+    assert f"{mount['mountPath']}/{item['path']}" == config["data"]["PSEUDOWORD_ADMIN_TOKEN_FILE"]
     [job] = of_kind(manifests, "Job")
     [migrate] = job["spec"]["template"]["spec"]["containers"]
     assert migrate["args"] == ["pseudoword", "migrate"]
+    # The one-shot job holds only what migrating needs: the database URL.
+    assert env_names(migrate) == {"PSEUDOWORD_DATABASE_URL"}
+    assert not [v for v in job["spec"]["template"]["spec"]["volumes"] if "secret" in v]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] >= 1
     # The replicas get everything they need to reach PostgreSQL and S3.
