@@ -13,7 +13,10 @@ chunk, that chunk is padded and the run starts the next one.
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,10 +82,33 @@ def contains_trigger(text: str, trigger: str) -> bool:
     return bool(pattern and pattern.search(text))
 
 
+_private: weakref.WeakKeyDictionary[Any, tuple[int, Any, threading.Lock]] = weakref.WeakKeyDictionary()
+_private_lock = threading.Lock()
+
+
+def _own_copy(tokenizer: Any) -> tuple[Any, threading.Lock]:
+    """A private copy of the pipeline's tokenizer, and a lock for it.
+
+    A fast tokenizer keeps its padding/truncation settings as state that every call may reset,
+    so calls from several threads (ours, or diffusers' own ``encode_prompt`` on the same
+    pipeline) can race ("Already borrowed"). Ours go to a copy nobody else touches, one at a
+    time; the copy is renewed when the original's vocabulary size changes (tokens added)."""
+    with _private_lock:
+        found = _private.get(tokenizer)
+        if found is None or found[0] != len(tokenizer):
+            found = (len(tokenizer), copy.deepcopy(tokenizer), threading.Lock())
+            _private[tokenizer] = found
+        return found[1], found[2]
+
+
 def tokenize_pieces(tokenizer: Any, pieces: Sequence[Piece]) -> list[int | Run]:
     """Token ids for the plain parts (one batched tokenizer call), runs kept in place."""
     texts = [p for p in pieces if isinstance(p, str)]
-    ids = tokenizer(texts, add_special_tokens=False).input_ids if texts else []
+    ids: list[list[int]] = []
+    if texts:
+        own, lock = _own_copy(tokenizer)
+        with lock:
+            ids = own(texts, add_special_tokens=False).input_ids
     out: list[int | Run] = []
     it = iter(ids)
     for piece in pieces:
