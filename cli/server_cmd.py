@@ -40,24 +40,35 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     data_dir: DataDirOpt = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
 ) -> None:
     """Run the registry (migrations run first; safe when several replicas start at once)."""
+    import logging
+    import os
+
     import uvicorn
 
-    from pseudoword.registry.service.app import create_app
     from pseudoword.registry.service.auth import bootstrap_admin, print_once
+    from pseudoword.registry.service.observability import configure_logging
 
     settings = _settings(data_dir)
-    application = create_app(settings)
-    secret = bootstrap_admin(application.state.catalogue.engine, settings.data_dir, settings.admin_token_file)
+    # Workers build their app from the environment (uvicorn's factory form is the only one that
+    # runs several), so the flag is handed over there.
+    os.environ["PSEUDOWORD_DATA_DIR"] = str(settings.data_dir)
+    configure_logging(settings.log_format, settings.log_level)
+    catalogue = _catalogue(data_dir)
+    secret = bootstrap_admin(catalogue.engine, settings.data_dir, settings.admin_token_file)
+    catalogue.engine.dispose()
     if secret:
         print_once(secret, settings.data_dir / "admin.token")
-    console.print(f"pseudoword registry on http://{host}:{port} (database {settings.effective_database_url.split('://')[0]}, "
-                  f"storage {settings.effective_storage_url.split('://')[0]})", markup=False, highlight=False)
+    logging.getLogger("pseudoword.server").info(
+        "pseudoword registry on http://%s:%s (database %s, storage %s, %d worker%s)", host, port,
+        settings.effective_database_url.split("://")[0], settings.effective_storage_url.split("://")[0],
+        workers, "" if workers == 1 else "s")
     # In-flight requests get up to 30 s to finish on SIGTERM (rolling updates, scale-down).
-    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30,
-                proxy_headers=True, server_header=False, workers=None if workers == 1 else workers)
+    uvicorn.run("pseudoword.registry.service.app:create_app", factory=True, host=host, port=port,
+                log_level="warning", timeout_graceful_shutdown=30, proxy_headers=True, server_header=False,
+                workers=workers)
 
 
 @app.command()

@@ -114,7 +114,7 @@ class Server:
 
 
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, port: int | None = None,
-                 wait: bool = True) -> Server:
+                 wait: bool = True, args: tuple[str, ...] = ()) -> Server:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     env = {key: value for key, value in os.environ.items() if key not in _SCRUB}
@@ -122,7 +122,7 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, port: 
     env.update(extra_env or {})
     log = data_dir / f"server-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "pseudoword", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "pseudoword", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
         stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env, process=process, log=log)
     if wait:

@@ -32,7 +32,7 @@ def test_concurrent_publishes_of_the_same_id_and_content(registry: Server, sourc
     with ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(lambda _: publish(registry, data, f"{source}:race@1"), range(16)))
     statuses = sorted(r.status_code for r in responses)
-    assert set(statuses) <= {200, 201} and statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201} and statuses.count(201) == 1, [(r.status_code, r.text) for r in responses]
     digests = {r.json()["sha256"] for r in responses}
     assert len(digests) == 1
     model = get(registry, f"/api/v1/embeddings/{source}/race").json()

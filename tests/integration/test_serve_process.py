@@ -1,0 +1,36 @@
+"""`pseudoword serve` as a process: several workers, and JSON-lines logs from the first line on."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from tests.integration.api import publish, random_embedding, resolve
+from tests.integration.servers import start_server
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_workers_share_one_catalogue_and_log_json(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", {"PSEUDOWORD_LOG_FORMAT": "json"}, args=("--workers", "2"))
+    try:
+        # uvicorn's supervisor: its worker processes (plus, on some versions, a resource tracker).
+        assert len(_children(server.process.pid)) >= 2
+        created = publish(server, random_embedding(seed=5), "studio:workers@1")
+        assert created.status_code == 201, created.text
+        # Every worker answers from the same database: no request sees the model missing.
+        for _ in range(20):
+            (result,) = resolve(server, ["studio:workers"])
+            assert result["record"]["sha256"] == created.json()["sha256"], result
+    finally:
+        server.stop(signal.SIGTERM)
+    lines = [line for line in server.log.read_text().splitlines() if line.strip()]
+    # The admin token announcement is the one plain-text message (stderr, shown once, never logged).
+    logged = [line for line in lines if line.startswith("{")]
+    assert logged and all(json.loads(line)["level"] for line in logged)
+    startup = [json.loads(line) for line in logged if "pseudoword registry on" in line]
+    assert len(startup) == 1 and "2 workers" in startup[0]["message"], startup
+    assert server.admin_token and all(server.admin_token not in line for line in logged)
