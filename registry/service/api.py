@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.concurrency import sync_to_thread
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
@@ -124,9 +125,16 @@ class EmbeddingsController(Controller):
         principal_of(request).require_source(ref.source)
         return catalogue_of(request).set_yanked(ref, False, None)
 
-    @post("/resolve", sync_to_thread=True, status_code=200, summary="Resolve many references in one round trip")
-    def resolve(self, request: Request[Any, Any, Any], data: ResolveBody) -> dict[str, Any]:
-        return {"results": catalogue_of(request).resolve(data.refs)}
+    @post("/resolve", status_code=200, summary="Resolve many references in one round trip")
+    async def resolve(self, request: Request[Any, Any, Any], data: ResolveBody) -> dict[str, Any]:
+        catalogue = catalogue_of(request)
+        if catalogue.engine.dialect.name == "sqlite":
+            # Embedded database: a few indexed reads of a local file (in WAL mode readers do not
+            # wait for the writer) take less time than the hand-over to a worker thread and back,
+            # which cost this hot endpoint a third of its throughput under load (bench_registry).
+            return {"results": catalogue.resolve(data.refs)}
+        # A database across the network: its round trips must not hold up the event loop.
+        return {"results": await sync_to_thread(catalogue.resolve, data.refs)}
 
     @get("/by-hash/{digest:str}", sync_to_thread=True, summary="Find a version by file hash")
     def by_hash(self, request: Request[Any, Any, Any], digest: str) -> dict[str, Any]:

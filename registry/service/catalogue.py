@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -42,6 +42,23 @@ from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import BlobStore
 
 KINDS = ("positive", "negative")
+_V, _M = Version.__table__, Model.__table__  # type: ignore[attr-defined]
+# Read statements, built once and run with Core on a plain connection: resolve is on the path of
+# every generation request, and building ORM statements and loading ORM objects was most of its cost.
+_Q_VERSION = (select(_V).join(_M, _M.c.id == _V.c.model_id)  # through two unique indexes
+              .where(_M.c.source == bindparam("source"), _M.c.name == bindparam("model"),
+                     _V.c.version == bindparam("version")).limit(1))
+_Q_LATEST = (select(_M.c.latest_version_id.label("latest_id"), _V)
+             .select_from(_M.outerjoin(_V, _V.c.id == _M.c.latest_version_id))
+             .where(_M.c.source == bindparam("source"), _M.c.name == bindparam("model")).limit(1))
+_HASH_ORDER = (_V.c.yanked, _V.c.created_at, _V.c.id)
+_Q_HASH = (select(_V).where((_V.c.sha256 == bindparam("digest")) | (_V.c.original_sha256 == bindparam("digest")))
+           .order_by(*_HASH_ORDER).limit(1))
+_Q_HASH_PREFIX = (select(_V).where(  # a range, so the indexes serve the prefix match
+    ((_V.c.sha256 >= bindparam("low")) & (_V.c.sha256 < bindparam("high")))
+    | ((_V.c.original_sha256 >= bindparam("low")) & (_V.c.original_sha256 < bindparam("high"))))
+    .order_by(*_HASH_ORDER).limit(1))
+_Q_BY_IDS = select(_V).where(_V.c.id.in_(bindparam("ids", expanding=True)))
 _TAG = re.compile(r"[a-z0-9][a-z0-9 ._+-]*")
 #: Test hook: stop the process between blob write and row commit (crash-safety test).
 CRASH_HOOK = "PSEUDOWORD_TEST_CRASH_AFTER_BLOB"
@@ -110,8 +127,8 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
     )
 
 
-def record(version: Version) -> dict[str, Any]:
-    """The version record every API answer and the client share."""
+def record(version: Version | Row[Any]) -> dict[str, Any]:
+    """The version record every API answer and the client share (from an ORM object or a row)."""
     ref = f"{version.source}:{version.model}@{version.version}"
     hashes_source = version.original_sha256
     return {
@@ -151,6 +168,15 @@ class Catalogue:
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    def _reader(self) -> Connection:
+        """A connection for reads that each stand alone. On PostgreSQL in autocommit, which spares
+        the BEGIN and ROLLBACK round trips around them (READ COMMITTED gave them no common snapshot
+        anyway); SQLite's driver opens no transaction for reads, and switching costs a PRAGMA."""
+        connection = self.engine.connect()
+        if self.engine.dialect.name == "sqlite":
+            return connection
+        return connection.execution_options(isolation_level="AUTOCOMMIT")
 
     # -- publish ----------------------------------------------------------------------------------
 
@@ -236,9 +262,11 @@ class Catalogue:
 
     @staticmethod
     def _find_version(session: Session, ref: ModelRef) -> Version | None:
+        # Through models' unique (source, name) and versions' unique (model_id, version): both
+        # indexed, where versions' own source/model copies are not (that was a full scan).
         return session.execute(
-            select(Version).where(Version.source == ref.source, Version.model == ref.model,
-                                  Version.version == ref.version)
+            select(Version).join(Model, Model.id == Version.model_id)  # type: ignore[arg-type]
+            .where(Model.source == ref.source, Model.name == ref.model, Version.version == ref.version).limit(1)
         ).scalars().first()
 
     def get_model(self, source: str, name: str) -> dict[str, Any]:
@@ -259,29 +287,27 @@ class Catalogue:
             }
 
     def get_version(self, ref: ModelRef) -> dict[str, Any]:
-        with self.session() as session:
-            version = self._find_version(session, ref)
+        with self._reader() as connection:
+            version = connection.execute(_Q_VERSION, _ref_params(ref)).first()
             if version is None:
                 raise NotFound(f"no version {ref}")
             return record(version)
 
-    def resolve_one(self, session: Session, text: str) -> dict[str, Any]:
+    def resolve_one(self, connection: Connection, text: str) -> dict[str, Any]:
         ref = parse_ref(text)
         if isinstance(ref, HashRef):
-            return record(self._by_hash(session, ref))
+            return record(self._by_hash(connection, ref))
         if ref.version is not None:
-            version = self._find_version(session, ref)
+            version = connection.execute(_Q_VERSION, _ref_params(ref)).first()
             if version is None:
                 raise NotFound(f"no version {ref}")
         else:
-            model = session.execute(select(Model).where(Model.source == ref.source, Model.name == ref.model)).scalars().first()
-            if model is None:
+            version = connection.execute(_Q_LATEST, _ref_params(ref)).first()
+            if version is None:
                 raise NotFound(f"no model {ref}")
-            if model.latest_version_id is None:
+            if version.latest_id is None:
                 raise NotFound(f"every version of {ref} is yanked; pin one explicitly to use it",
                                {"ref": str(ref), "all_yanked": True})
-            version = session.get(Version, model.latest_version_id)
-            assert version is not None
         if ref.ecosystem is not None and ref.ecosystem != version.architecture:
             raise ArchitectureMismatch(
                 f"{text} asks for {ref.ecosystem} but {ref.source}:{ref.model}@{version.version} is {version.architecture}",
@@ -293,10 +319,10 @@ class Catalogue:
         if len(refs) > self.settings.max_resolve_refs:
             raise InvalidRequest(f"{len(refs)} refs; at most {self.settings.max_resolve_refs} per request")
         results = []
-        with self.session() as session:
+        with self._reader() as connection:
             for text in refs:
                 try:
-                    results.append({"ref": text, "record": self.resolve_one(session, text)})
+                    results.append({"ref": text, "record": self.resolve_one(connection, text)})
                 except PseudowordError as exc:
                     results.append({"ref": text, "error": exc.to_dict()})
         return results
@@ -305,21 +331,16 @@ class Catalogue:
         ref = parse_ref(text)
         if not isinstance(ref, HashRef):
             raise InvalidRequest(f"{text!r} is not a hash: expected 64, 12 or 10 hex digits")
-        with self.session() as session:
-            return record(self._by_hash(session, ref))
+        with self._reader() as connection:
+            return record(self._by_hash(connection, ref))
 
     @staticmethod
-    def _by_hash(session: Session, ref: HashRef) -> Version:
+    def _by_hash(connection: Connection, ref: HashRef) -> Row[Any]:
         """Match the SHA-256 of the canonical or the uploaded file; short hashes are prefixes."""
         if len(ref.value) == HASH_LENGTHS["sha256"]:
-            condition = (Version.sha256 == ref.value) | (Version.original_sha256 == ref.value)
+            version = connection.execute(_Q_HASH, {"digest": ref.value}).first()
         else:
-            low, high = ref.value, ref.value + "g"  # a range, so the indexes serve the prefix match
-            condition = ((Version.sha256 >= low) & (Version.sha256 < high)) | (
-                (Version.original_sha256 >= low) & (Version.original_sha256 < high))
-        version = session.execute(
-            select(Version).where(condition).order_by(Version.yanked, Version.created_at, Version.id)  # type: ignore[arg-type]
-        ).scalars().first()
+            version = connection.execute(_Q_HASH_PREFIX, {"low": ref.value, "high": ref.value + "g"}).first()
         if version is None:
             raise NotFound(f"no embedding with {ref.algo} hash {ref.value}")
         return version
@@ -327,9 +348,8 @@ class Catalogue:
     def records_by_ids(self, version_ids: list[int]) -> list[dict[str, Any]]:
         if not version_ids:
             return []
-        with self.session() as session:
-            rows = session.execute(select(Version).where(Version.id.in_(version_ids))).scalars().all()  # type: ignore[union-attr]
-            by_id = {row.id: row for row in rows}
+        with self._reader() as connection:
+            by_id = {row.id: row for row in connection.execute(_Q_BY_IDS, {"ids": version_ids})}
             return [record(by_id[i]) for i in version_ids if i in by_id]
 
     # -- yank -------------------------------------------------------------------------------------
@@ -378,6 +398,10 @@ class Catalogue:
                 if digest not in self.referenced_digests():  # re-check: a publish may have landed meanwhile
                     self.store.delete(digest)
         return orphans
+
+
+def _ref_params(ref: ModelRef) -> dict[str, str | None]:
+    return {"source": ref.source, "model": ref.model, "version": ref.version}
 
 
 def _iso(value: datetime | None) -> str | None:

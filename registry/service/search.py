@@ -33,6 +33,15 @@ class Query:
     cursor: str | None = None
 
 
+def index_fields(source: str, name: str, version: str, title: str, description: str, tags: list[str],
+                 trigger: str) -> dict[str, str]:
+    """The text each full-text column holds for a model (bulk loaders use it too)."""
+    raw = {"name": f"{source} {name} {version}", "title": title, "description": description,
+           "tags": " ".join(tags), "trigger": trigger}
+    # Both engines index the same words the query side splits out (e.g. "bad-hands_5" -> bad hands 5).
+    return {key: " ".join(_WORD.findall(value)).lower() for key, value in raw.items()}
+
+
 def index_model(session: Session, model: Model, latest: Version | None) -> None:
     """Refresh the searchable copy of a model after its latest version changed."""
     dialect = session.get_bind().dialect.name
@@ -40,15 +49,9 @@ def index_model(session: Session, model: Model, latest: Version | None) -> None:
     session.execute(text("DELETE FROM model_tags WHERE model_id = :id"), {"id": model.id})
     for tag in sorted(set(tags)):
         session.execute(text("INSERT INTO model_tags (model_id, tag) VALUES (:id, :tag)"), {"id": model.id, "tag": tag})
-    raw = {
-        "name": f"{model.source} {model.name} {latest.version if latest else ''}",
-        "title": latest.title if latest else "",
-        "description": latest.description if latest else "",
-        "tags": " ".join(tags),
-        "trigger": latest.trigger if latest else "",
-    }
-    # Both engines index the same words the query side splits out (e.g. "bad-hands_5" -> bad hands 5).
-    fields = {key: " ".join(_WORD.findall(value)).lower() for key, value in raw.items()}
+    fields = index_fields(model.source, model.name, latest.version if latest else "",
+                          latest.title if latest else "", latest.description if latest else "", tags,
+                          latest.trigger if latest else "")
     if dialect == "postgresql":
         session.execute(
             text(
@@ -83,25 +86,33 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
     for column in ("architecture", "kind", "source"):
         value = getattr(query, column)
         if value:
-            where.append(f"m.{column} = :{column}")
+            # SQLite has no statistics (nothing runs ANALYZE), so its planner takes the index of a
+            # two- or three-valued column and sorts a third of the catalogue; '+' leaves it the
+            # sort's index, which meets a page of matches within a few rows.
+            hint = "+" if dialect == "sqlite" and column != "source" else ""
+            where.append(f"{hint}m.{column} = :{column}")
             params[column] = value
     if query.tag:
         where.append("EXISTS (SELECT 1 FROM model_tags t WHERE t.model_id = m.id AND t.tag = :tag)")
         params["tag"] = query.tag.lower()
+    filtered = len(where) > 1
+    # Ranking scores every match (the cost of a common word's search), so only when it orders.
     rank = "0.0"
     source = "models m"
     if words:
         if dialect == "postgresql":
             params["tsq"] = " & ".join(f"{w.lower()}:*" for w in words)
             where.append("m.search_vector @@ to_tsquery('simple', :tsq)")
-            rank = "-CAST(ts_rank(m.search_vector, to_tsquery('simple', :tsq)) AS double precision)"  # best first
+            if sort == "relevance":
+                rank = "-CAST(ts_rank(m.search_vector, to_tsquery('simple', :tsq)) AS double precision)"  # best first
         else:
             params["fts"] = " ".join('"' + w.replace('"', "") + '"*' for w in words)
             source = "model_search s JOIN models m ON m.id = s.rowid"
             where.append("model_search MATCH :fts")
-            rank = "bm25(model_search, 10.0, 5.0, 1.0, 5.0, 10.0)"  # ascending = best first
-    inner = (f"SELECT m.id AS id, m.latest_version_id AS version_id, {rank} AS rank, "
-             f"m.downloads AS downloads, m.latest_created_at AS created FROM {source} WHERE {' AND '.join(where)}")
+            if sort == "relevance":
+                rank = "bm25(model_search, 10.0, 5.0, 1.0, 5.0, 10.0)"  # ascending = best first
+    order = {"relevance": "r.rank ASC, r.id ASC", "newest": "r.created DESC, r.id DESC",
+             "downloads": "r.downloads DESC, r.id DESC"}[sort]
     outer_where = ""
     if query.cursor:
         last = _decode_cursor(query.cursor, sort)
@@ -117,9 +128,19 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
             outer_where = "WHERE (r.created < :c_key OR (r.created = :c_key AND r.id < :c_id))"
             if dialect == "postgresql":
                 outer_where = outer_where.replace(":c_key", "CAST(:c_key AS timestamptz)")
-    order = {"relevance": "r.rank ASC, r.id ASC", "newest": "r.created DESC, r.id DESC",
-             "downloads": "r.downloads DESC, r.id DESC"}[sort]
-    sql = f"SELECT r.id, r.version_id, r.rank, r.downloads, r.created FROM ({inner}) r {outer_where} ORDER BY {order} LIMIT :limit"
+    if dialect == "sqlite" and words and sort == "relevance" and not filtered:
+        # Rank inside the full-text index and look up models for the page only: a common word
+        # would otherwise fetch each of its tens of thousands of matches from models first.
+        # (The index holds exactly the models that have a latest version: index_model.)
+        ranked = (f"SELECT r.id, r.rank FROM (SELECT rowid AS id, {rank} AS rank FROM model_search "
+                  f"WHERE model_search MATCH :fts) r {outer_where} ORDER BY {order} LIMIT :limit")
+        sql = (f"SELECT r.id, m.latest_version_id AS version_id, r.rank, m.downloads AS downloads, "
+               f"m.latest_created_at AS created FROM ({ranked}) r JOIN models m ON m.id = r.id ORDER BY {order}")
+    else:
+        inner = (f"SELECT m.id AS id, m.latest_version_id AS version_id, {rank} AS rank, "
+                 f"m.downloads AS downloads, m.latest_created_at AS created FROM {source} WHERE {' AND '.join(where)}")
+        sql = (f"SELECT r.id, r.version_id, r.rank, r.downloads, r.created FROM ({inner}) r {outer_where} "
+               f"ORDER BY {order} LIMIT :limit")
     rows = session.execute(text(sql), params).all()
     next_cursor = None
     if len(rows) > query.limit:
