@@ -15,7 +15,7 @@ from pseudoword.runtime.resolver import Resolver
 from tests.integration.cli_server import LiveRegistry, free_port, live_registry  # noqa: F401
 
 FILES = {"rs:easy@1": "EasyNegative.safetensors", "rs:xl@1": "zPDXL.pt", "rs:nfixer@1": "nfixer.pt",
-         "rs:hands@1": "bad-hands-5.pt"}
+         "rs:hands@1": "bad-artist.pt"}  # not bad-hands-5: the CLI tests look that one up by hash
 
 
 @pytest.fixture(scope="module")
