@@ -60,6 +60,9 @@ def _version_ref(source: str, model: str, version: str) -> ModelRef:
     return parse_model_ref(f"{source}:{model}@{version}", require_version=True)
 
 
+_INLINE_RESOLVE_REFS = 16
+
+
 class EmbeddingsController(Controller):
     path = "/api/v1"
     tags = ["embeddings"]
@@ -128,10 +131,11 @@ class EmbeddingsController(Controller):
     @post("/resolve", status_code=200, summary="Resolve many references in one round trip")
     async def resolve(self, request: Request[Any, Any, Any], data: ResolveBody) -> dict[str, Any]:
         catalogue = catalogue_of(request)
-        if catalogue.engine.dialect.name == "sqlite":
+        if catalogue.engine.dialect.name == "sqlite" and len(data.refs) <= _INLINE_RESOLVE_REFS:
             # Embedded database: a few indexed reads of a local file (in WAL mode readers do not
             # wait for the writer) take less time than the hand-over to a worker thread and back,
             # which cost this hot endpoint a third of its throughput under load (bench_registry).
+            # Large batches still go to a thread so one request cannot hold the loop for long.
             return {"results": catalogue.resolve(data.refs)}
         # A database across the network: its round trips must not hold up the event loop.
         return {"results": await sync_to_thread(catalogue.resolve, data.refs)}

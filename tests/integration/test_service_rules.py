@@ -205,3 +205,16 @@ def test_resolve_batch_limit_and_bad_refs(registry: Server) -> None:
     assert too_many.status_code == 400 and "at most 256" in too_many.json()["error"]["message"]
     (bad,) = resolve(registry, ["not a ref"])
     assert bad["error"]["code"] == "invalid_reference"
+
+
+def test_a_full_batch_resolves_every_ref_in_order(registry: Server, source: str) -> None:
+    created = publish(registry, random_embedding(seed=77), f"{source}:batch@1")
+    assert created.status_code == 201, created.text
+    refs = [f"{source}:batch", f"{source}:batch@1", f"{source}:missing"] * 85  # 255: past the inline path
+    results = resolve(registry, refs)
+    assert [r["ref"] for r in results] == refs
+    for ref, result in zip(refs, results):
+        if ref.endswith("missing"):
+            assert result["error"]["code"] == "not_found"
+        else:
+            assert result["record"]["sha256"] == created.json()["sha256"]
