@@ -129,7 +129,10 @@ class S3BlobStore:
 
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=2.0, read=30.0),
-            retries=urllib3.Retry(total=1, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
+            # A server that is not there fails fast (one connect retry), but S3's own 500/503
+            # (InternalError, SlowDown) are retried three times, as AWS's SDKs do.
+            retries=urllib3.Retry(total=4, connect=1, read=1, status=3, backoff_factor=0.1,
+                                  status_forcelist=[500, 502, 503, 504]),
             maxsize=32,
         )
         self.bucket = bucket
