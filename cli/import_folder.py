@@ -27,7 +27,7 @@ from typing import Any
 from rich.table import Column, Table
 from rich.text import Text
 
-from pseudoword.registry.core import DEFAULT_LIMITS, canonical_bytes, parse_ref, read_embedding
+from pseudoword.registry.core import canonical_bytes, parse_ref, read_embedding, read_file_bytes
 from pseudoword.registry.core.errors import (
     Conflict,
     Forbidden,
@@ -35,7 +35,6 @@ from pseudoword.registry.core.errors import (
     PseudowordError,
     RegistryUnreachable,
     StorageUnavailable,
-    TooLarge,
     Unauthorized,
 )
 
@@ -45,15 +44,6 @@ EMBEDDING_SUFFIXES = (".pt", ".bin", ".safetensors")
 FATAL = (Unauthorized, Forbidden, RegistryUnreachable, StorageUnavailable)
 _NEGATIVE = re.compile(r"(?i)negative|(?:^|[-_ .])neg(?:$|[-_ .])")
 RESOLVE_BATCH = 256
-
-
-def read_local(path: Path) -> bytes:
-    """A local file's bytes, refusing (before reading) one larger than any embedding can be."""
-    size = path.stat().st_size
-    if size > DEFAULT_LIMITS.max_file_bytes:
-        raise TooLarge(f"{path.name} is {size} bytes; at most {DEFAULT_LIMITS.max_file_bytes} allowed",
-                       {"size": size, "limit": DEFAULT_LIMITS.max_file_bytes})
-    return path.read_bytes()
 
 
 def trigger_from_stem(stem: str) -> str:
@@ -168,7 +158,7 @@ def _prepare(path: Path, plan: ImportPlan, report: ImportReport) -> _Item | None
         if not slug or not item.trigger:
             raise InvalidReference(f"no usable model name in the file name {path.name!r}")
         item.id = str(parse_ref(f"{plan.source}:{slug}@{plan.version}"))
-        item.data = read_local(path)
+        item.data = read_file_bytes(path)
         emb = read_embedding(item.data, filename=path.name)
     except PseudowordError as exc:
         report.refuse(item, exc.code, exc.message)

@@ -22,10 +22,10 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from pseudoword.cli import config
-from pseudoword.cli.import_folder import ImportPlan, import_folder, read_local
+from pseudoword.cli.import_folder import ImportPlan, import_folder
 from pseudoword.cli.main import app
 from pseudoword.cli.output import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
-from pseudoword.registry.core import HashRef, ModelRef, export_bytes, parse_ref, read_embedding
+from pseudoword.registry.core import HashRef, ModelRef, export_bytes, parse_ref, read_embedding, read_file_bytes
 from pseudoword.registry.core.errors import ArchitectureMismatch, InvalidReference, InvalidRequest, RemoteNotFound
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def publish(
 ) -> None:
     """Validate an embedding file locally, then publish it under an ID."""
     ref = parse_cli_ref(id, require_version=True, model_only=True)
-    data = read_local(file)
+    data = read_file_bytes(file)
     read_embedding(data, filename=file.name)  # refuses a bad file before any upload
     with open_client(registry, token) as client, transfer_progress(f"uploading {file.name}") as progress:
         result = client.publish(data, id=str(ref), filename=file.name, trigger=trigger, kind=kind.value,

@@ -25,9 +25,10 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pseudoword.registry.core.errors import (
     ArchitectureMismatch,
@@ -40,6 +41,8 @@ from pseudoword.registry.core.errors import (
 )
 from pseudoword.runtime.cache import Cache
 from pseudoword.runtime.lock import Pin, load_pins
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from pseudoword.registry.client import RegistryClient
@@ -115,6 +118,19 @@ class _Job:
     from_registry: bool = False  # the record is fresh from the registry (worth caching)
     path: Path | None = None
     error: PseudowordError | None = None
+
+
+def _outcomes(jobs: list[_Job], raise_errors: bool, value: Callable[[_Job], T]) -> list[T | PseudowordError]:
+    """Each job's value in order, or its error (raised at the first one when ``raise_errors``)."""
+    out: list[T | PseudowordError] = []
+    for job in jobs:
+        if job.error is not None:
+            if raise_errors:
+                raise job.error
+            out.append(job.error)
+        else:
+            out.append(value(job))
+    return out
 
 
 def _named(ref: str, exc: PseudowordError) -> PseudowordError:
@@ -193,30 +209,12 @@ class Resolver:
         its place instead of stopping the batch."""
         jobs = self._lookup(refs, raise_errors=raise_errors)
         self._fetch_blobs(jobs)
-        out: list[ResolvedEmbedding | PseudowordError] = []
-        for job in jobs:
-            if job.error is not None:
-                if raise_errors:
-                    raise job.error
-                out.append(job.error)
-            else:
-                assert job.record is not None and job.path is not None
-                out.append(ResolvedEmbedding(ref=job.ref, record=job.record, path=job.path))
-        return out
+        return _outcomes(jobs, raise_errors, lambda job: ResolvedEmbedding(ref=job.ref, record=job.record, path=job.path))
 
     def lookup(self, refs: list[str], *, raise_errors: bool = True) -> list[dict[str, Any] | PseudowordError]:
         """Version records only (no downloads): what ``pseudoword lock`` pins."""
         jobs = self._lookup(refs, need_blobs=False, raise_errors=raise_errors)
-        out: list[dict[str, Any] | PseudowordError] = []
-        for job in jobs:
-            if job.error is not None:
-                if raise_errors:
-                    raise job.error
-                out.append(job.error)
-            else:
-                assert job.record is not None
-                out.append(job.record)
-        return out
+        return _outcomes(jobs, raise_errors, lambda job: job.record)
 
     # -- steps -------------------------------------------------------------------------------
 

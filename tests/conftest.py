@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,27 @@ def tokenizer_dir(corpus_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer_2_dir(corpus_dir: Path) -> Path:
     return corpus_dir / "clip-tokenizer-2"
+
+
+# -- small pipelines with real text-encoder widths (built once per session; see tests/pipelines.py)
+
+
+@pytest.fixture(scope="session")
+def sd1(tokenizer_dir: Path) -> Any:
+    from tests.pipelines import shared_sd1
+
+    return shared_sd1(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def sd2(tokenizer_2_dir: Path) -> Any:
+    from tests.pipelines import shared_sd2
+
+    return shared_sd2(tokenizer_2_dir)
+
+
+@pytest.fixture(scope="session")
+def sdxl(tokenizer_dir: Path, tokenizer_2_dir: Path) -> Any:
+    from tests.pipelines import shared_sdxl
+
+    return shared_sdxl(tokenizer_dir, tokenizer_2_dir)

@@ -44,7 +44,7 @@ EXPECTED = (
 def read_embedding(source: bytes | Path | str, *, filename: str | None = None,
                    limits: Limits = DEFAULT_LIMITS) -> Embedding:
     """Read and validate an embedding file from a path or its bytes."""
-    data = _read_bytes(source, limits) if isinstance(source, (Path, str)) else bytes(source)
+    data = read_file_bytes(source, limits) if isinstance(source, (Path, str)) else bytes(source)
     if len(data) > limits.max_file_bytes:
         raise TooLarge(f"file is {len(data)} bytes; at most {limits.max_file_bytes} allowed",
                        {"size": len(data), "limit": limits.max_file_bytes})
@@ -63,7 +63,8 @@ def read_embedding(source: bytes | Path | str, *, filename: str | None = None,
     )
 
 
-def _read_bytes(path: Path | str, limits: Limits) -> bytes:
+def read_file_bytes(path: Path | str, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """A file's bytes, refusing (before reading) one larger than any embedding can be."""
     path = Path(path)
     size = path.stat().st_size
     if size > limits.max_file_bytes:

@@ -13,7 +13,7 @@ import torch
 
 from pseudoword.registry.core import read_embedding
 from pseudoword.runtime import encode
-from tests.pipelines import shared_sd1, shared_sd2, shared_sdxl, text_state, with_diffusers_ti
+from tests.pipelines import text_state, with_diffusers_ti
 
 TOLERANCE = 1e-5
 
@@ -54,21 +54,6 @@ def _entries(embeddings_dir: Path, files: list[tuple[str, str]], prompt: str, ne
 def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return (a - b).abs().max().item()
-
-
-@pytest.fixture(scope="module")
-def sd1(tokenizer_dir: Path) -> Any:
-    return shared_sd1(tokenizer_dir)
-
-
-@pytest.fixture(scope="module")
-def sd2(tokenizer_2_dir: Path) -> Any:
-    return shared_sd2(tokenizer_2_dir)
-
-
-@pytest.fixture(scope="module")
-def sdxl(tokenizer_dir: Path, tokenizer_2_dir: Path) -> Any:
-    return shared_sdxl(tokenizer_dir, tokenizer_2_dir)
 
 
 @pytest.mark.parametrize("arch", ["sd1", "sd2"])

@@ -13,17 +13,7 @@ import torch
 from pseudoword.registry.core import read_embedding
 from pseudoword.runtime import encode, encode_request
 from pseudoword.runtime.vector_cache import VectorCache
-from tests.pipelines import FakeResolver, copy_text_side, shared_sd1, shared_sdxl, text_state, with_diffusers_ti
-
-
-@pytest.fixture(scope="module")
-def sd1(tokenizer_dir: Path) -> Any:
-    return shared_sd1(tokenizer_dir)
-
-
-@pytest.fixture(scope="module")
-def sdxl(tokenizer_dir: Path, tokenizer_2_dir: Path) -> Any:
-    return shared_sdxl(tokenizer_dir, tokenizer_2_dir)
+from tests.pipelines import FakeResolver, copy_text_side, text_state, with_diffusers_ti
 
 
 @pytest.fixture(scope="module")

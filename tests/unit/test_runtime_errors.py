@@ -21,17 +21,7 @@ from pseudoword.registry.core.errors import (
 )
 from pseudoword.runtime import encode, encode_request
 from pseudoword.runtime.vector_cache import VectorCache
-from tests.pipelines import FakeResolver, shared_sd1, shared_sd2, shared_sdxl, text_config, text_state
-
-
-@pytest.fixture(scope="module")
-def sd1(tokenizer_dir: Path) -> Any:
-    return shared_sd1(tokenizer_dir)
-
-
-@pytest.fixture(scope="module")
-def sdxl(tokenizer_dir: Path, tokenizer_2_dir: Path) -> Any:
-    return shared_sdxl(tokenizer_dir, tokenizer_2_dir)
+from tests.pipelines import FakeResolver, shared_sd2, text_config, text_state
 
 
 @pytest.fixture()

@@ -17,12 +17,7 @@ from pseudoword.registry.core.errors import InvalidRequest
 from pseudoword.runtime import generate
 from pseudoword.runtime.generation import parse_request
 from pseudoword.runtime.schedulers import SCHEDULERS, canonical_name, make_scheduler
-from tests.pipelines import FakeResolver, shared_sd1, shared_sdxl
-
-
-@pytest.fixture(scope="module")
-def sd1(tokenizer_dir: Path) -> Any:
-    return shared_sd1(tokenizer_dir)
+from tests.pipelines import FakeResolver, shared_sdxl
 
 
 @pytest.fixture(scope="module")
