@@ -131,6 +131,9 @@ class EmbeddingsController(Controller):
     @post("/resolve", status_code=200, summary="Resolve many references in one round trip")
     async def resolve(self, request: Request[Any, Any, Any], data: ResolveBody) -> dict[str, Any]:
         catalogue = catalogue_of(request)
+        cached = catalogue.resolve_cached(data.refs)
+        if cached is not None:  # every ref answered from memory: no database work at all
+            return {"results": cached}
         if catalogue.engine.dialect.name == "sqlite" and len(data.refs) <= _INLINE_RESOLVE_REFS:
             # Embedded database: a few indexed reads of a local file (in WAL mode readers do not
             # wait for the writer) take less time than the hand-over to a worker thread and back,

@@ -18,6 +18,7 @@ from pseudoword.registry.service.catalogue import Catalogue
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
 from pseudoword.registry.service.observability import configure_logging, request_id_middleware
+from pseudoword.registry.service.resolve_cache import ResolveCache, watcher_for
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import open_store
 from pseudoword.registry.service.web import Cataloguepages
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     if run_migrations:
         migrate(engine)
     store = open_store(settings.effective_storage_url, settings.s3_access_key, settings.s3_secret_key)
-    catalogue = Catalogue(engine, store, settings)
+    catalogue = Catalogue(engine, store, settings, ResolveCache(watcher_for(engine)))
     prometheus = PrometheusConfig(app_name="pseudoword", prefix="pseudoword", group_path=True,
                                   exclude=["/metrics"])
     app = Litestar(
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         request_max_body_size=settings.max_upload_bytes + _BODY_OVERHEAD,
         multipart_form_part_limit=8,
-        on_shutdown=[lambda: engine.dispose()],
+        on_shutdown=[catalogue.resolve_cache.close, engine.dispose],
         debug=False,
     )
     app.state.catalogue = catalogue

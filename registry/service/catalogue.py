@@ -37,6 +37,7 @@ from pseudoword.registry.core.errors import (
 from pseudoword.registry.core.limits import Limits
 from pseudoword.registry.core.refs import HASH_LENGTHS
 from pseudoword.registry.service.models import Model, Source, Version, utcnow
+from pseudoword.registry.service.resolve_cache import NoWatcher, ResolveCache
 from pseudoword.registry.service.search import index_model
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import BlobStore
@@ -162,9 +163,11 @@ def record(version: Version | Row[Any]) -> dict[str, Any]:
 
 
 class Catalogue:
-    def __init__(self, engine: Engine, store: BlobStore, settings: Settings) -> None:
+    def __init__(self, engine: Engine, store: BlobStore, settings: Settings,
+                 resolve_cache: ResolveCache | None = None) -> None:
         self.engine, self.store, self.settings = engine, store, settings
         self.limits = Limits(max_file_bytes=settings.max_upload_bytes)
+        self.resolve_cache = resolve_cache or ResolveCache(NoWatcher())
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -210,6 +213,7 @@ class Catalogue:
                     session.flush()
                     self._refresh_latest(session, model)
                     session.commit()
+                    self.resolve_cache.changed()
                     return record(version), True
                 except IntegrityError:
                     session.rollback()
@@ -315,14 +319,31 @@ class Catalogue:
             )
         return record(version)
 
+    def resolve_cached(self, refs: list[str]) -> list[dict[str, Any]] | None:
+        """The answer from the resolve cache alone, or None when any ref needs the database."""
+        if len(refs) > self.settings.max_resolve_refs or self.resolve_cache.current() is None:
+            return None
+        results = []
+        for text in refs:
+            cached = self.resolve_cache.get(text)
+            if cached is None:
+                return None
+            results.append({"ref": text, "record": cached})
+        return results
+
     def resolve(self, refs: list[str]) -> list[dict[str, Any]]:
         if len(refs) > self.settings.max_resolve_refs:
             raise InvalidRequest(f"{len(refs)} refs; at most {self.settings.max_resolve_refs} per request")
+        generation = self.resolve_cache.current()  # before any query, so a later change drops what we add
         results = []
         with self._reader() as connection:
             for text in refs:
+                found = self.resolve_cache.get(text)
                 try:
-                    results.append({"ref": text, "record": self.resolve_one(connection, text)})
+                    if found is None:
+                        found = self.resolve_one(connection, text)
+                        self.resolve_cache.put(text, found, generation)
+                    results.append({"ref": text, "record": found})
                 except PseudowordError as exc:
                     results.append({"ref": text, "error": exc.to_dict()})
         return results
@@ -367,6 +388,7 @@ class Catalogue:
             assert model is not None
             self._refresh_latest(session, model)
             session.commit()
+            self.resolve_cache.changed()
             return record(version)
 
     # -- downloads and gc -------------------------------------------------------------------------
@@ -384,6 +406,7 @@ class Catalogue:
             if model_ids:
                 session.execute(update(Model).where(Model.id.in_(set(model_ids))).values(downloads=Model.downloads + 1))  # type: ignore[union-attr]
             session.commit()
+        self.resolve_cache.changed()
 
     def referenced_digests(self) -> set[str]:
         with self.session() as session:

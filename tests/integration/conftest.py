@@ -66,6 +66,24 @@ def registry(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    require(postgres_available(), "PostgreSQL is not reachable at 127.0.0.1:5432 (database test)")
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for in-process tests of the service's modules, one per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'pseudoword.db'}"
+    return request.getfixturevalue("postgres_url")  # type: ignore[no-any-return]
+
+
+@pytest.fixture()
 def source() -> str:
     """A source name no other test uses, so tests share a server without seeing each other."""
     return f"t{secrets.token_hex(5)}"

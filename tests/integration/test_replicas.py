@@ -14,6 +14,7 @@ import json
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -156,6 +157,33 @@ def test_a_publish_on_one_replica_is_resolvable_and_downloadable_on_the_others_a
         again = client.publish(data, id=f"{source}:hands@1", filename="hands.safetensors", trigger="handsfix",
                                tags=["hands"])
     assert not again.created and again.record["sha256"] == record["sha256"]
+
+
+def test_a_new_version_or_a_yank_on_one_replica_reaches_what_the_others_have_cached(cluster: Cluster) -> None:
+    source = f"r{secrets.token_hex(4)}"
+    ref = f"{source}:moving"
+
+    def latest_on(name: str) -> str:
+        with cluster.client(name) as client:
+            (result,) = client.resolve([ref])
+        return result["record"]["version"]
+
+    def soon(name: str, version: str) -> bool:  # NOTIFY takes milliseconds; allow seconds on a busy machine
+        deadline = time.monotonic() + 5
+        while latest_on(name) != version and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return latest_on(name) == version
+
+    publish(cluster, "a", f"{ref}@1", random_embedding(rows=1, seed=21), trigger="moving")
+    assert [latest_on(name) for name in ("b", "c", "b", "c")] == ["1"] * 4  # b and c now answer from memory
+    publish(cluster, "a", f"{ref}@2", random_embedding(rows=1, seed=22), trigger="moving")
+    assert soon("b", "2") and soon("c", "2")
+    with cluster.client("c") as client:
+        client.yank(f"{ref}@2", "broken")
+    assert soon("b", "1") and soon("a", "1")
+    with cluster.client("b") as client:
+        (pinned,) = client.resolve([f"{ref}@2"])
+    assert pinned["record"]["yanked"] is True
 
 
 def test_a_search_on_any_replica_returns_the_same(cluster: Cluster) -> None:

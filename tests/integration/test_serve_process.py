@@ -6,6 +6,8 @@ import json
 import signal
 from pathlib import Path
 
+import httpx
+
 from tests.integration.api import publish, random_embedding, resolve
 from tests.integration.servers import start_server
 
@@ -34,3 +36,23 @@ def test_workers_share_one_catalogue_and_log_json(tmp_path: Path) -> None:
     startup = [json.loads(line) for line in logged if "pseudoword registry on" in line]
     assert len(startup) == 1 and "2 workers" in startup[0]["message"], startup
     assert server.admin_token and all(server.admin_token not in line for line in logged)
+
+
+def test_two_servers_on_one_data_dir_never_answer_from_a_stale_cache(tmp_path: Path) -> None:
+    """Each process caches resolves; SQLite's data_version tells it of the other's commits at once."""
+    first, second = start_server(tmp_path / "data"), start_server(tmp_path / "data")
+    second.admin_token = first.admin_token
+    try:
+        assert publish(first, random_embedding(seed=6), "studio:moving@1").status_code == 201
+        for _ in range(3):  # the second server now answers from memory
+            assert resolve(second, ["studio:moving"])[0]["record"]["version"] == "1"
+        assert publish(first, random_embedding(seed=7), "studio:moving@2").status_code == 201
+        assert resolve(second, ["studio:moving"])[0]["record"]["version"] == "2"
+        yank = httpx.post(f"{first.url}/api/v1/embeddings/studio/moving/2/yank", headers=first.headers(),
+                          json={"reason": "broken"})
+        assert yank.status_code == 200
+        latest, pinned = resolve(second, ["studio:moving", "studio:moving@2"])
+        assert latest["record"]["version"] == "1" and pinned["record"]["yanked"] is True
+    finally:
+        first.stop(signal.SIGTERM)
+        second.stop(signal.SIGTERM)

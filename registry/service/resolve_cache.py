@@ -1,0 +1,178 @@
+"""A per-process cache of resolved records, emptied whenever the catalogue changes.
+
+Resolve is the hot path of every inference service; with three refs per request the database
+lookups cost several times what the HTTP framing does (bench_registry). Records change only when
+a version is published, yanked or unyanked, or downloaded (its counter), so the cache keeps the
+answer for a ref text until any committed change to the catalogue is seen, by any process:
+
+- SQLite: ``PRAGMA data_version`` on a connection that never writes changes whenever another
+  connection (in this process or any other) has committed. Checked on every lookup; exact.
+- PostgreSQL: a trigger sends ``NOTIFY pseudoword_catalogue`` with each committing change
+  (migration 0003) and a thread in each replica LISTENs. Another replica's change is seen as soon
+  as the notification arrives (milliseconds); while the listener is not connected the cache is
+  bypassed, so a lost connection costs speed, never correctness.
+
+Only successful lookups are cached: an unknown ref is asked again, so a new publish is
+resolvable at once everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+log = logging.getLogger(__name__)
+
+#: The PostgreSQL channel migration 0003's trigger notifies.
+CHANNEL = "pseudoword_catalogue"
+
+
+class ChangeWatcher(Protocol):
+    def generation(self) -> int | None:
+        """A number that differs after every committed change; None when changes cannot be seen."""
+
+    def bump(self) -> None:
+        """This process changed the catalogue: forget what was cached, without waiting to be told."""
+
+    def close(self) -> None: ...
+
+
+class _LocalCounter:
+    def __init__(self) -> None:
+        self._local = 0
+
+    def bump(self) -> None:
+        self._local += 1
+
+
+class SqliteWatcher(_LocalCounter):
+    def __init__(self, database: str) -> None:
+        super().__init__()
+        # Never writes and never holds a transaction, so every other connection's commit moves data_version.
+        self._connection = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+
+    def generation(self) -> int | None:
+        with self._lock:
+            (version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        return version * 1_000_003 + self._local
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+class PostgresWatcher(_LocalCounter):
+    """LISTENs in a daemon thread; reconnects with back-off when the connection drops."""
+
+    def __init__(self, conninfo: str, retry_seconds: float = 1.0) -> None:
+        super().__init__()
+        self._conninfo, self._retry = conninfo, retry_seconds
+        self._notified = 0
+        self._listening = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pseudoword-listen", daemon=True)
+        self._thread.start()
+
+    def generation(self) -> int | None:
+        if not self._listening.is_set():
+            return None
+        return self._notified * 1_000_003 + self._local
+
+    @property
+    def notifications(self) -> int:
+        """How many changes (and reconnections) this listener has heard of."""
+        return self._notified
+
+    def wait_listening(self, timeout: float) -> bool:
+        """True once the listener is connected (tests wait for it)."""
+        return self._listening.wait(timeout)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5,
+                                     keepalives=1, keepalives_idle=10, keepalives_interval=5,
+                                     keepalives_count=3) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self._notified += 1  # whatever was cached before LISTEN took effect is gone
+                    self._listening.set()
+                    while not self._stop.is_set():
+                        for _notify in connection.notifies(timeout=1.0):
+                            self._notified += 1
+            except Exception as exc:  # noqa: BLE001 - any failure: stop trusting the cache, retry
+                if self._listening.is_set():
+                    log.warning("catalogue change listener lost its connection (%s); "
+                                "resolve cache off until it is back", type(exc).__name__)
+            finally:
+                self._listening.clear()
+            self._stop.wait(self._retry)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+
+
+class NoWatcher(_LocalCounter):
+    """In-memory databases and unknown dialects: nothing is cached."""
+
+    def generation(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def watcher_for(engine: Engine) -> ChangeWatcher:
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return SqliteWatcher(url.database)
+    if url.get_backend_name() == "postgresql":
+        return PostgresWatcher(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    return NoWatcher()
+
+
+class ResolveCache:
+    """Ref text -> record, valid for one catalogue generation; bounded, oldest entries go first."""
+
+    def __init__(self, watcher: ChangeWatcher, max_entries: int = 4096) -> None:
+        self.watcher, self.max_entries = watcher, max_entries
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._generation: int | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> int | None:
+        """The generation now, dropping every entry if it moved. Read it before a lookup's query."""
+        generation = self.watcher.generation()
+        with self._lock:
+            if generation != self._generation:
+                self._entries.clear()
+                self._generation = generation
+        return generation
+
+    def get(self, text: str) -> dict[str, Any] | None:
+        return self._entries.get(text)
+
+    def put(self, text: str, record: dict[str, Any], generation: int | None) -> None:
+        """Keep a record read at ``generation``; dropped if the catalogue has moved on since."""
+        if generation is None:
+            return
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[text] = record
+
+    def changed(self) -> None:
+        self.watcher.bump()
+        self.current()
+
+    def close(self) -> None:
+        self.watcher.close()
