@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     if run_migrations:
         migrate(engine)
     store = open_store(settings.effective_storage_url, settings.s3_access_key, settings.s3_secret_key)
-    catalogue = Catalogue(engine, store, settings, ResolveCache(watcher_for(engine)))
+    catalogue = Catalogue(engine, store, settings,
+                          ResolveCache(watcher_for(engine)) if settings.resolve_cache else None)
     prometheus = PrometheusConfig(app_name="pseudoword", prefix="pseudoword", group_path=True,
                                   exclude=["/metrics"])
     app = Litestar(

@@ -27,6 +27,7 @@ class Settings:
     s3_access_key: str | None = field(default=None, repr=False)
     s3_secret_key: str | None = field(default=None, repr=False)
     presigned_downloads: bool = False
+    resolve_cache: bool = True
     admin_token_file: Path | None = None
     max_upload_bytes: int = 8 * MiB
     max_metadata_bytes: int = 64 * 1024
@@ -49,6 +50,7 @@ class Settings:
             s3_access_key=env.get("PSEUDOWORD_S3_ACCESS_KEY") or None,
             s3_secret_key=env.get("PSEUDOWORD_S3_SECRET_KEY") or None,
             presigned_downloads=_env_bool("PSEUDOWORD_PRESIGNED_DOWNLOADS"),
+            resolve_cache=_env_bool("PSEUDOWORD_RESOLVE_CACHE", default=True),
             admin_token_file=Path(env["PSEUDOWORD_ADMIN_TOKEN_FILE"]) if env.get("PSEUDOWORD_ADMIN_TOKEN_FILE") else None,
             max_upload_bytes=int(env.get("PSEUDOWORD_MAX_UPLOAD_BYTES") or 8 * MiB),
             log_format=env.get("PSEUDOWORD_LOG_FORMAT") or "text",

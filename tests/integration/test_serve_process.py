@@ -56,3 +56,28 @@ def test_two_servers_on_one_data_dir_never_answer_from_a_stale_cache(tmp_path: P
     finally:
         first.stop(signal.SIGTERM)
         second.stop(signal.SIGTERM)
+
+
+def test_resolve_cache_can_be_turned_off(tmp_path: Path) -> None:
+    """PSEUDOWORD_RESOLVE_CACHE=0 (for replicas behind a transaction pooler): every resolve queries."""
+    from pseudoword.registry.service.app import create_app
+    from pseudoword.registry.service.settings import Settings
+
+    for enabled in (True, False):
+        settings = Settings(data_dir=tmp_path / str(enabled), resolve_cache=enabled)
+        catalogue = create_app(settings).state.catalogue
+        created = publish_in_process(catalogue, "studio:x@1")
+        catalogue.resolve(["studio:x"])
+        assert (catalogue.resolve_cached(["studio:x"]) is not None) is enabled
+        assert catalogue.resolve(["studio:x"])[0]["record"]["sha256"] == created["sha256"]
+        catalogue.resolve_cache.close()
+        catalogue.engine.dispose()
+
+
+def publish_in_process(catalogue, ref: str) -> dict:  # type: ignore[no-untyped-def]
+    from pseudoword.registry.service.catalogue import parse_metadata
+
+    record, created = catalogue.publish(parse_metadata(json.dumps({"id": ref}), catalogue.settings),
+                                        random_embedding(seed=9), "x.safetensors")
+    assert created
+    return record
