@@ -448,6 +448,7 @@ def resolve_bodies(records: list[dict[str, Any]], count: int = 64) -> list[str]:
 def cold_resolve_bodies(rows: list[dict[str, Any]], count: int = 20_000) -> list[str]:
     """Bodies of three refs to seeded entries, each ref in at most one body: unpinned, pinned, unpinned."""
     rng = random.Random(10)
+    count = min(count, len(rows) // 3)  # a small --entries gives fewer bodies
     picked = rng.sample(rows, 3 * count)
     return [json.dumps({"refs": [f"{a['source']}:{a['name']}", f"{b['source']}:{b['name']}@1",
                                  f"{c['source']}:{c['name']}"]})
