@@ -31,9 +31,13 @@ log = logging.getLogger(__name__)
 CHANNEL = "pseudoword_catalogue"
 
 
+#: (changes seen from the database, changes this process made); it moves with every commit.
+Generation = tuple[int, int]
+
+
 class ChangeWatcher(Protocol):
-    def generation(self) -> int | None:
-        """A number that differs after every committed change; None when changes cannot be seen."""
+    def generation(self) -> Generation | None:
+        """A value that differs after every committed change; None when changes cannot be seen."""
 
     def bump(self) -> None:
         """This process changed the catalogue: forget what was cached, without waiting to be told."""
@@ -56,10 +60,10 @@ class SqliteWatcher(_LocalCounter):
         self._connection = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
 
-    def generation(self) -> int | None:
+    def generation(self) -> Generation | None:
         with self._lock:
             (version,) = self._connection.execute("PRAGMA data_version").fetchone()
-        return version * 1_000_003 + self._local
+        return version, self._local
 
     def close(self) -> None:
         with self._lock:
@@ -78,10 +82,10 @@ class PostgresWatcher(_LocalCounter):
         self._thread = threading.Thread(target=self._run, name="pseudoword-listen", daemon=True)
         self._thread.start()
 
-    def generation(self) -> int | None:
+    def generation(self) -> Generation | None:
         if not self._listening.is_set():
             return None
-        return self._notified * 1_000_003 + self._local
+        return self._notified, self._local
 
     @property
     def notifications(self) -> int:
@@ -122,7 +126,7 @@ class PostgresWatcher(_LocalCounter):
 class NoWatcher(_LocalCounter):
     """In-memory databases and unknown dialects: nothing is cached."""
 
-    def generation(self) -> int | None:
+    def generation(self) -> Generation | None:
         return None
 
     def close(self) -> None:
@@ -144,10 +148,10 @@ class ResolveCache:
     def __init__(self, watcher: ChangeWatcher, max_entries: int = 4096) -> None:
         self.watcher, self.max_entries = watcher, max_entries
         self._entries: dict[str, dict[str, Any]] = {}
-        self._generation: int | None = None
+        self._generation: Generation | None = None
         self._lock = threading.Lock()
 
-    def current(self) -> int | None:
+    def current(self) -> Generation | None:
         """The generation now, dropping every entry if it moved. Read it before a lookup's query."""
         generation = self.watcher.generation()
         with self._lock:
@@ -159,7 +163,7 @@ class ResolveCache:
     def get(self, text: str) -> dict[str, Any] | None:
         return self._entries.get(text)
 
-    def put(self, text: str, record: dict[str, Any], generation: int | None) -> None:
+    def put(self, text: str, record: dict[str, Any], generation: Generation | None) -> None:
         """Keep a record read at ``generation``; dropped if the catalogue has moved on since."""
         if generation is None:
             return

@@ -132,17 +132,21 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
             where, params["cap"] = ["TRUE"], RELEVANCE_CANDIDATES
         elif sort == "relevance":
             # bm25() only runs inside the full-text query, so the candidates come first: the
-            # newest matches, walked in the index's rowid order without scoring.
+            # newest matches, walked in the index's rowid order without scoring. Unfiltered, the
+            # index alone answers (it holds exactly the models with a latest version: index_model).
             candidates = list(session.execute(text(
-                f"SELECT s.rowid FROM {source} WHERE {' AND '.join(where)} ORDER BY s.rowid DESC LIMIT :cap"),
-                {**params, "cap": RELEVANCE_CANDIDATES}).scalars())
+                f"SELECT s.rowid FROM {source if filtered else 'model_search s'} "
+                f"WHERE {' AND '.join(where) if filtered else 'model_search MATCH :fts'} "
+                "ORDER BY s.rowid DESC LIMIT :cap"), {**params, "cap": RELEVANCE_CANDIDATES}).scalars())
             if not candidates:
                 return [], None
             # They passed every filter already. FTS5 seeks the rowid range itself; the set skips
-            # the other rows in that range unscored.
-            params["floor"], params["candidates"] = candidates[-1], json.dumps(candidates)
-            where = ["model_search MATCH :fts", "s.rowid >= :floor",
-                     "+s.rowid IN (SELECT value FROM json_each(:candidates))"]
+            # the other rows in that range unscored (unfiltered, every row in it is a candidate).
+            params["floor"] = candidates[-1]
+            if filtered:
+                params["candidates"] = json.dumps(candidates)
+                where = ["model_search MATCH :fts", "s.rowid >= :floor",
+                         "+s.rowid IN (SELECT value FROM json_each(:candidates))"]
     order = {"relevance": "r.rank ASC, r.id ASC", "newest": "r.created DESC, r.id DESC",
              "downloads": "r.downloads DESC, r.id DESC"}[sort]
     outer_where = ""
@@ -161,9 +165,7 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
             if dialect == "postgresql":
                 outer_where = outer_where.replace(":c_key", "CAST(:c_key AS timestamptz)")
     if dialect == "sqlite" and words and sort == "relevance" and not filtered:
-        # Rank inside the full-text index and look up models for the page only: a common word
-        # would otherwise fetch each of its tens of thousands of matches from models first.
-        # (The index holds exactly the models that have a latest version: index_model.)
+        # Rank inside the full-text index and look up models for the page only.
         ranked = (f"SELECT r.id, r.rank FROM (SELECT rowid AS id, {rank} AS rank FROM model_search "
                   f"WHERE model_search MATCH :fts AND rowid >= :floor) r {outer_where} ORDER BY {order} LIMIT :limit")
         sql = (f"SELECT r.id, m.latest_version_id AS version_id, r.rank, m.downloads AS downloads, "
