@@ -56,6 +56,13 @@ def _legacy_layer_signature(layer_type: type) -> bool:
     return "causal_attention_mask" in inspect.signature(layer_type.forward).parameters
 
 
+@lru_cache(maxsize=4)
+def _cache_parameter(function: Any) -> str:
+    """``create_causal_mask`` names its cache ``past_key_values`` until transformers 5.2x and
+    ``cache`` after (the old name warns, then goes)."""
+    return "cache" if "cache" in inspect.signature(function).parameters else "past_key_values"
+
+
 def _causal_mask(model: Any, hidden: torch.Tensor) -> torch.Tensor | None:
     try:
         from transformers.masking_utils import create_causal_mask
@@ -63,7 +70,7 @@ def _causal_mask(model: Any, hidden: torch.Tensor) -> torch.Tensor | None:
         create_causal_mask = None
     if create_causal_mask is not None:
         return create_causal_mask(config=model.config, inputs_embeds=hidden, attention_mask=None,
-                                  past_key_values=None)
+                                  **{_cache_parameter(create_causal_mask): None})
     from transformers.modeling_attn_mask_utils import _create_4d_causal_attention_mask
 
     return _create_4d_causal_attention_mask(hidden.shape[:2], hidden.dtype, device=hidden.device)
