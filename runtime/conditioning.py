@@ -12,6 +12,8 @@ Semantics (DESIGN "The runtime"):
   ``z' = z_empty + (z - z_empty) * |W|`` (W = 1 leaves them bit-identical);
 - prompts over 75 tokens go in 75-token chunks, concatenated; both sides get the same number
   of chunks (the shorter padded with empty ones) so classifier-free guidance lines up;
+- each side goes through the encoder on its own, and a side seen before (the recurring
+  negative prompt of a service) comes from ``conditioning_cache`` with the same bits;
 - ``clip_skip`` as diffusers counts it (1 = the penultimate layer).
 """
 
@@ -32,7 +34,8 @@ from pseudoword.runtime.embedding_entries import (
     load_entries,
     parse_entries,
 )
-from pseudoword.runtime.empty_prompt import empty_encoding
+from pseudoword.runtime.conditioning_cache import DEFAULT_CONDITIONING_CACHE, ConditioningCache, EncodedSide
+from pseudoword.runtime.empty_prompt import empty_encoding, weights_fingerprint
 from pseudoword.runtime.prompt_layout import (
     Chunk,
     Run,
@@ -87,8 +90,12 @@ def encode_request(
     resolver: ResolverLike | None = None,
     clip_skip: int | None = None,
     vector_cache: VectorCache | None = None,
+    conditioning_cache: ConditioningCache | None = None,
 ) -> Encoded:
-    """``encode`` with the details: which embeddings (digests, triggers, weights) were applied."""
+    """``encode`` with the details: which embeddings (digests, triggers, weights) were applied.
+
+    ``vector_cache`` and ``conditioning_cache`` default to the process-wide ones; pass
+    ``ConditioningCache(0)`` to encode every side afresh."""
     _check_text("prompt", prompt, allow_none=False)
     _check_text("negative_prompt", negative_prompt, allow_none=True)
     if clip_skip is not None and (isinstance(clip_skip, bool) or not isinstance(clip_skip, int)):
@@ -103,7 +110,8 @@ def encode_request(
     zero_negative = (stack.is_sdxl and stack.force_zeros_for_empty_prompt and negative_prompt is None
                      and not negative)
     with torch.no_grad():
-        kwargs, chunks = _encode(stack, positive, None if zero_negative else negative, loaded, clip_skip)
+        kwargs, chunks = _encode(stack, positive, None if zero_negative else negative, loaded, clip_skip,
+                                 conditioning_cache if conditioning_cache is not None else DEFAULT_CONDITIONING_CACHE)
     device = _execution_device(pipe, stack)
     kwargs = {key: value.to(device) for key, value in kwargs.items()}
     return Encoded(kwargs, tuple(item.applied for item in loaded), positive,
@@ -154,46 +162,77 @@ def _layout(slot: TextSlot, text: str, loaded: Sequence[LoadedEmbedding], label:
 
 
 def _encode(stack: TextStack, positive: str, negative: str | None, loaded: Sequence[LoadedEmbedding],
-            clip_skip: int | None) -> tuple[dict[str, torch.Tensor], int]:
-    layouts = []
-    for slot in stack.slots:
-        pos = _layout(slot, positive, loaded, "prompt")
-        neg = _layout(slot, negative, loaded, "negative prompt") if negative is not None else []
-        layouts.append((pos, neg))
-    n = max(max(len(pos), len(neg)) for pos, neg in layouts)
-    hidden_parts, pooled = [], None
-    for slot, (pos, neg) in zip(stack.slots, layouts):
-        tok = slot.tokenizer
-        blank = empty_chunk(bos=tok.bos_token_id, eos=tok.eos_token_id, pad=tok.pad_token_id)
-        rows = pos + [blank] * (n - len(pos))
-        if negative is not None:
-            rows += neg + [blank] * (n - len(neg))
-        hidden, slot_pooled = _encode_rows(slot, rows, loaded, clip_skip)
-        hidden_parts.append(hidden)
-        if slot_pooled is not None:
-            pooled = slot_pooled
-    hidden = torch.cat(hidden_parts, dim=-1) if len(hidden_parts) > 1 else hidden_parts[0]
+            clip_skip: int | None, cache: ConditioningCache) -> tuple[dict[str, torch.Tensor], int]:
+    texts = [(positive, "prompt")] + ([(negative, "negative prompt")] if negative is not None else [])
+    layouts = [[_layout(slot, text, loaded, label) for text, label in texts] for slot in stack.slots]
+    n = max(len(chunks) for sides in layouts for chunks in sides)
+    hidden_parts, pooled_sides = [], None
+    for slot, sides in zip(stack.slots, layouts):
+        encoded = [_encode_side(slot, chunks, loaded, clip_skip, cache) for chunks in sides]
+        hidden_parts.append(torch.cat([_pad(slot, side.hidden, n, clip_skip) for side in encoded]))
+        if slot.pooled:
+            pooled_sides = [side.pooled for side in encoded]
+    # torch.cat always copies, so nothing returned aliases a cached tensor.
+    hidden = torch.cat(hidden_parts, dim=-1)
     width = hidden.shape[-1]
     prompt_embeds = hidden[:n].reshape(1, -1, width)
     negative_embeds = hidden[n:].reshape(1, -1, width) if negative is not None else torch.zeros_like(prompt_embeds)
     kwargs = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
     if stack.is_sdxl:
-        assert pooled is not None
+        assert pooled_sides is not None and pooled_sides[0] is not None
         # The pooled output of the first chunk of each side, as A1111 and ComfyUI do.
-        kwargs["pooled_prompt_embeds"] = pooled[0:1]
-        kwargs["negative_pooled_prompt_embeds"] = (pooled[n:n + 1] if negative is not None
-                                                   else torch.zeros_like(pooled[0:1]))
+        kwargs["pooled_prompt_embeds"] = pooled_sides[0][0:1].clone()
+        negative_pooled = pooled_sides[1] if negative is not None else None
+        kwargs["negative_pooled_prompt_embeds"] = (negative_pooled[0:1].clone() if negative_pooled is not None
+                                                   else torch.zeros_like(kwargs["pooled_prompt_embeds"]))
     return kwargs, n
+
+
+def _encode_side(slot: TextSlot, chunks: list[Chunk], loaded: Sequence[LoadedEmbedding],
+                 clip_skip: int | None, cache: ConditioningCache) -> EncodedSide:
+    """One side (prompt or negative prompt) of one encoder, on its own: never batched with the
+    other side, so its bits do not depend on the other side or on what the cache holds."""
+    def compute() -> EncodedSide:
+        hidden, pooled = _encode_rows(slot, chunks, loaded, clip_skip)
+        return EncodedSide(hidden, pooled)
+
+    key = _side_key(slot, chunks, loaded, clip_skip) if cache.enabled else None
+    return cache.get_or_encode(slot.encoder, key, compute)
+
+
+def _side_key(slot: TextSlot, chunks: list[Chunk], loaded: Sequence[LoadedEmbedding],
+              clip_skip: int | None) -> tuple[Any, ...] | None:
+    """Everything the side's encoding depends on; None when an embedding has no digest."""
+    rows = []
+    for row in chunks:
+        runs = []
+        for start, run in row.runs:
+            item = loaded[run.index]
+            if item.applied.sha256 is None:
+                return None
+            runs.append((start, run.length, item.applied.sha256, abs(item.weight)))
+        rows.append((tuple(row.ids), row.eos_position, tuple(runs)))
+    return (slot.vector_key, clip_skip, slot.penultimate, slot.pooled, weights_fingerprint(slot.encoder),
+            tuple(rows))
+
+
+def _pad(slot: TextSlot, hidden: torch.Tensor, n: int, clip_skip: int | None) -> torch.Tensor:
+    """``hidden`` followed by empty-prompt rows up to ``n`` chunks (a shorter side lines up)."""
+    if hidden.shape[0] == n:
+        return hidden
+    read_at = hidden_layer_index(slot.encoder, clip_skip, penultimate=slot.penultimate)
+    empty = empty_encoding(slot.encoder, slot.tokenizer, read_at=read_at, final_norm=not slot.penultimate,
+                           pooled=slot.pooled)
+    return torch.cat([hidden, empty.hidden.expand(n - hidden.shape[0], *empty.hidden.shape)])
 
 
 def _encode_rows(slot: TextSlot, rows: list[Chunk], loaded: Sequence[LoadedEmbedding],
                  clip_skip: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Hidden states ``[rows, 77, D]`` (and pooled outputs for SDXL's second encoder).
 
-    Rows of the empty prompt (an empty negative prompt, the padding chunks of a long prompt)
-    are not run through the encoder: they are the cached empty-prompt encoding. Whether a row
-    is empty depends only on the request, so a request always takes the same path and gives
-    the same bits, cached or not."""
+    Rows of the empty prompt (an empty negative prompt) are not run through the encoder: they
+    are the cached empty-prompt encoding. Whether a row is empty depends only on the request,
+    so a request always takes the same path and gives the same bits, cached or not."""
     encoder = slot.encoder
     tok = slot.tokenizer
     read_at = hidden_layer_index(encoder, clip_skip, penultimate=slot.penultimate)

@@ -34,13 +34,14 @@ _cache: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], EmptyEncoding]] = w
 _lock = threading.Lock()
 
 
-def _fingerprint(encoder: torch.nn.Module) -> int:
+def weights_fingerprint(encoder: torch.nn.Module) -> int:
+    """Changes whenever any parameter is replaced or written in place (for cache keys)."""
     return hash(tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in encoder.parameters()))
 
 
 def empty_encoding(encoder: Any, tokenizer: Any, *, read_at: int, final_norm: bool, pooled: bool) -> EmptyEncoding:
     """The empty prompt (BOS, EOS, padding) encoded for this reading; never written to."""
-    key = (read_at, final_norm, pooled, _fingerprint(encoder))
+    key = (read_at, final_norm, pooled, weights_fingerprint(encoder))
     with _lock:
         found = _cache.get(encoder, {}).get(key)
     if found is not None:
