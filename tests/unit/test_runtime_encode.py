@@ -260,3 +260,22 @@ def test_img2img_runs_with_the_encoded_arguments(sd1: Any, resolver: FakeResolve
     out = pipe(image=image, strength=0.5, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                **kwargs).images[0]
     assert out.size == (64, 64)
+
+
+def test_device_and_dtype_follow_the_pipeline(sd1: Any, resolver: FakeResolver) -> None:
+    """A bfloat16 text encoder (as served on GPUs) gets bfloat16 vectors and conditioning that
+    matches its own encode_prompt; the float32 pipeline beside it is not affected."""
+    own = copy_text_side(sd1)
+    own.text_encoder.to(torch.bfloat16)
+    cache = VectorCache()
+    got = encode_request(own, "a portrait", "blurry", [{"model": "civitai:1@2", "weight": 1.5}],
+                         resolver=resolver, vector_cache=cache).kwargs
+    assert {v.dtype for v in got.values()} == {torch.bfloat16}
+    assert {v.vectors["emb_params"].dtype for v in cache._items.values()} == {torch.bfloat16}
+    plain = encode(own, "a portrait", "blurry")
+    expected = own.encode_prompt("a portrait", "cpu", 1, True, "blurry")
+    assert plain["prompt_embeds"].dtype == torch.bfloat16
+    assert torch.allclose(plain["prompt_embeds"].float(), expected[0].float(), atol=2e-2)
+    assert torch.allclose(plain["negative_prompt_embeds"].float(), expected[1].float(), atol=2e-2)
+    assert not torch.allclose(got["prompt_embeds"].float(), plain["prompt_embeds"].float(), atol=1e-2)
+    assert encode(sd1, "a portrait", "blurry")["prompt_embeds"].dtype == torch.float32
