@@ -7,11 +7,15 @@ layers by default, ``--g-layers 32`` for the real depth), the real corpus tokeni
 vectors with weights 1, 1.5 and -1 (SD 1.x: koalbert ``<cat-toy>``, EasyNegative, Brav5Neg; SDXL:
 the first 1, 8 and 16 vectors of zPDXL, written to temporary files).
 
-(a) ``encode`` with the embeddings (warm: vectors and z_empty cached, as in a serving worker)
-    against the pipeline's own ``encode_prompt`` of the same prompt and negative prompt without
-    embeddings. Goal <= 1.05x.
+(a) ``encode`` with the embeddings (warm: vectors and z_empty cached, as in a serving worker;
+    no conditioning cache, so every side goes through the encoder) against the pipeline's own
+    ``encode_prompt`` of the same prompt and negative prompt without embeddings. Goal <= 1.05x.
 (b) diffusers' ``load_textual_inversion`` + ``encode_prompt`` + ``unload_textual_inversion`` for
-    the same request against ``encode``. Goal >= 12x faster.
+    the same request against ``encode``. Goal >= 12x faster. Each sample is a new prompt (the
+    subject changes) with the same negative prompt and embeddings, and ``encode`` is timed twice
+    on it: without the conditioning cache (every side encoded) and with it (the recurring
+    negative side served from the cache, as a serving worker sees it; the new prompt always
+    goes through the encoder).
 (c) the same as (a) with an empty negative prompt (the common default), and, for SD 1.x, one
     77-token forward of the text encoder, the unit the issue's "16x" figure is measured in.
 
@@ -36,12 +40,14 @@ from typing import Any
 import torch
 
 from pseudoword.registry.core import read_embedding
-from pseudoword.runtime import encode
+from pseudoword.runtime import encode_request
+from pseudoword.runtime.conditioning_cache import ConditioningCache
 from tests.conftest import CORPUS
 from tests.pipelines import _scheduler, _unet, _vae, build_sd1, copy_text_side, text_encoder, tokenizer
 
 PROMPT = "a portrait of a woman in a garden, <cat-toy>, soft light, detailed face, 85mm, bokeh"
 NEGATIVE = "lowres, blurry, bad anatomy, watermark"
+NO_CACHE = ConditioningCache(0)
 XL_PROMPT = "a portrait of a woman in a garden, pdxlone, soft light, detailed face, 85mm, bokeh"
 
 
@@ -51,6 +57,11 @@ def _quiet() -> None:
 
     dl.set_verbosity_error()
     tl.set_verbosity_error()
+
+
+SUBJECTS = ["a woman in a garden", "an old fisherman at dawn", "a knight in silver armour", "a red fox in snow",
+            "a dancer on a rooftop", "a child with a kite", "a lighthouse keeper", "a cat on a windowsill",
+            "a violinist on stage", "a climber on a ridge", "a baker at work", "a diver in a reef"]
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
@@ -66,6 +77,24 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, flo
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def stream(fns: dict[str, Callable[[str], Any]], prompts: list[str]) -> dict[str, float]:
+    """Median seconds of each function over a stream of requests, one new prompt per round
+    (round-robin, so the machine's drift hits every side alike); the first prompt warms up."""
+    for fn in fns.values():
+        fn(prompts[0])
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for prompt in prompts[1:]:
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(prompt)
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def prompts(template: str, count: int) -> list[str]:
+    return [template.replace("a woman in a garden", SUBJECTS[i % len(SUBJECTS)]) for i in range(count)]
+
+
 def sd1_case(repeat: int, cycles: int) -> dict[str, Any]:
     emb_dir = CORPUS / "embeddings"
     pipe = build_sd1(CORPUS / "clip-tokenizer", layers=12)
@@ -76,14 +105,14 @@ def sd1_case(repeat: int, cycles: int) -> dict[str, Any]:
     def plain() -> Any:
         return pipe.encode_prompt(PROMPT, "cpu", 1, True, NEGATIVE)
 
-    def ours() -> Any:
-        return encode(pipe, PROMPT, NEGATIVE, entries)
+    def ours(prompt: str = PROMPT, cache: ConditioningCache = NO_CACHE) -> Any:
+        return encode_request(pipe, prompt, NEGATIVE, entries, conditioning_cache=cache).kwargs
 
     ref = copy_text_side(pipe)
 
-    def diffusers_cycle() -> Any:
+    def diffusers_cycle(prompt: str = PROMPT) -> Any:
         ref.load_textual_inversion([str(emb_dir / f) for f, _, _ in files], token=[t for _, t, _ in files])
-        out = ref.encode_prompt(f"{PROMPT}, easyneg", "cpu", 1, True, f"{NEGATIVE}, brav5neg")
+        out = ref.encode_prompt(f"{prompt}, easyneg", "cpu", 1, True, f"{NEGATIVE}, brav5neg")
         ref.unload_textual_inversion()
         return out
 
@@ -94,10 +123,18 @@ def sd1_case(repeat: int, cycles: int) -> dict[str, Any]:
             return pipe.text_encoder(ids)
 
     times = interleaved({"plain": plain, "ours": ours}, repeat)
-    times.update(interleaved({"diffusers": diffusers_cycle, "ours_again": ours}, cycles))
+    times.update(_against_diffusers(diffusers_cycle, ours, prompts(PROMPT, cycles + 1)))
     times.update(_empty_negative(pipe, PROMPT, entries, repeat))
     times.update(interleaved({"one_sequence": one_sequence}, repeat))
     return _figures("sd1 (CLIP-L 12x768)", times)
+
+
+def _against_diffusers(cycle: Callable[[str], Any], ours: Callable[..., Any], stream_prompts: list[str]
+                       ) -> dict[str, float]:
+    """(b): each request a new prompt; ``encode`` without and with the conditioning cache."""
+    serving = ConditioningCache(64 << 20)
+    return stream({"diffusers": cycle, "ours_again": ours,
+                   "ours_serving": lambda prompt: ours(prompt, serving)}, stream_prompts)
 
 
 def _empty_negative(pipe: Any, prompt: str, entries: list[dict[str, Any]], repeat: int) -> dict[str, float]:
@@ -110,7 +147,7 @@ def _empty_negative(pipe: Any, prompt: str, entries: list[dict[str, Any]], repea
     positive_only = [e for e in entries if e["weight"] > 0]
 
     def ours() -> Any:
-        return encode(pipe, prompt, "", positive_only)
+        return encode_request(pipe, prompt, "", positive_only, conditioning_cache=NO_CACHE).kwargs
 
     t = interleaved({"plain": plain, "ours": ours}, repeat)
     return {"plain_empty_negative": t["plain"], "ours_empty_negative": t["ours"]}
@@ -148,24 +185,24 @@ def sdxl_case(repeat: int, cycles: int, g_layers: int) -> dict[str, Any]:
             return pipe.encode_prompt(XL_PROMPT, device="cpu", num_images_per_prompt=1,
                                       do_classifier_free_guidance=True, negative_prompt=NEGATIVE)
 
-        def ours() -> Any:
-            return encode(pipe, XL_PROMPT, NEGATIVE, entries)
+        def ours(prompt: str = XL_PROMPT, cache: ConditioningCache = NO_CACHE) -> Any:
+            return encode_request(pipe, prompt, NEGATIVE, entries, conditioning_cache=cache).kwargs
 
         ref = copy_text_side(pipe)
 
-        def diffusers_cycle() -> Any:
+        def diffusers_cycle(prompt: str = XL_PROMPT) -> Any:
             ref.load_textual_inversion([e.vectors["clip_l"] for e in vectors], token=tokens,
                                        text_encoder=ref.text_encoder, tokenizer=ref.tokenizer)
             ref.load_textual_inversion([e.vectors["clip_g"] for e in vectors], token=tokens,
                                        text_encoder=ref.text_encoder_2, tokenizer=ref.tokenizer_2)
-            out = ref.encode_prompt(f"{XL_PROMPT}, pdxleight", device="cpu", num_images_per_prompt=1,
+            out = ref.encode_prompt(f"{prompt}, pdxleight", device="cpu", num_images_per_prompt=1,
                                     do_classifier_free_guidance=True, negative_prompt=f"{NEGATIVE}, pdxlsixteen")
             ref.unload_textual_inversion(text_encoder=ref.text_encoder, tokenizer=ref.tokenizer)
             ref.unload_textual_inversion(text_encoder=ref.text_encoder_2, tokenizer=ref.tokenizer_2)
             return out
 
         times = interleaved({"plain": plain, "ours": ours}, repeat)
-        times.update(interleaved({"diffusers": diffusers_cycle, "ours_again": ours}, cycles))
+        times.update(_against_diffusers(diffusers_cycle, ours, prompts(XL_PROMPT, cycles + 1)))
         times.update(_empty_negative(pipe, XL_PROMPT, entries, repeat))
     return _figures(f"sdxl (CLIP-L 12x768 + bigG {g_layers}x1280)", times)
 
@@ -177,7 +214,10 @@ def _figures(name: str, t: dict[str, float]) -> dict[str, Any]:
         "encode_with_3_embeddings_ms": round(t["ours"] * 1e3, 2),
         "overhead_ratio": round(t["ours"] / t["plain"], 3),
         "diffusers_load_encode_unload_ms": round(t["diffusers"] * 1e3, 2),
+        "encode_again_ms": round(t["ours_again"] * 1e3, 2),
         "speedup_vs_diffusers": round(t["diffusers"] / t["ours_again"], 1),
+        "encode_serving_ms": round(t["ours_serving"] * 1e3, 2),
+        "speedup_vs_diffusers_serving": round(t["diffusers"] / t["ours_serving"], 1),
         "diffusers_cycle_vs_plain": round(t["diffusers"] / t["plain"], 1),
         "empty_negative_plain_ms": round(t["plain_empty_negative"] * 1e3, 2),
         "empty_negative_encode_ms": round(t["ours_empty_negative"] * 1e3, 2),
@@ -208,8 +248,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"      encode, 3 embeddings (1/8/16 v)     {r['encode_with_3_embeddings_ms']:9.2f} ms"
               f"  = {r['overhead_ratio']:.3f}x  (goal <= 1.05x)")
         print(f"  (b) diffusers load + encode + unload    {r['diffusers_load_encode_unload_ms']:9.2f} ms"
-              f"  = {r['diffusers_cycle_vs_plain']:.1f}x plain; encode is {r['speedup_vs_diffusers']:.1f}x faster"
-              "  (goal >= 12x)")
+              f"  = {r['diffusers_cycle_vs_plain']:.1f}x plain")
+        print(f"      encode, every side encoded          {r['encode_again_ms']:9.2f} ms"
+              f"  {r['speedup_vs_diffusers']:.1f}x faster  (goal >= 12x)")
+        print(f"      encode, recurring negative cached   {r['encode_serving_ms']:9.2f} ms"
+              f"  {r['speedup_vs_diffusers_serving']:.1f}x faster  (goal >= 12x)")
         print(f"  (c) empty negative: encode_prompt       {r['empty_negative_plain_ms']:9.2f} ms;"
               f" encode {r['empty_negative_encode_ms']:.2f} ms = {r['empty_negative_ratio']:.3f}x")
         if "one_sequence_forward_ms" in r:
