@@ -35,7 +35,7 @@ from pseudoword.runtime.embedding_entries import (
     parse_entries,
 )
 from pseudoword.runtime.conditioning_cache import DEFAULT_CONDITIONING_CACHE, ConditioningCache, EncodedSide
-from pseudoword.runtime.empty_prompt import empty_encoding, weights_fingerprint
+from pseudoword.runtime.empty_prompt import EmptyEncoding, empty_encoding, weights_fingerprint
 from pseudoword.runtime.prompt_layout import (
     Chunk,
     Run,
@@ -168,7 +168,8 @@ def _encode(stack: TextStack, positive: str, negative: str | None, loaded: Seque
     n = max(len(chunks) for sides in layouts for chunks in sides)
     hidden_parts, pooled_sides = [], None
     for slot, sides in zip(stack.slots, layouts):
-        encoded = [_encode_side(slot, chunks, loaded, clip_skip, cache) for chunks in sides]
+        fingerprint = weights_fingerprint(slot.encoder) if cache.enabled else None  # once per encoder
+        encoded = [_encode_side(slot, chunks, loaded, clip_skip, cache, fingerprint) for chunks in sides]
         hidden_parts.append(torch.cat([_pad(slot, side.hidden, n, clip_skip) for side in encoded]))
         if slot.pooled:
             pooled_sides = [side.pooled for side in encoded]
@@ -189,19 +190,19 @@ def _encode(stack: TextStack, positive: str, negative: str | None, loaded: Seque
 
 
 def _encode_side(slot: TextSlot, chunks: list[Chunk], loaded: Sequence[LoadedEmbedding],
-                 clip_skip: int | None, cache: ConditioningCache) -> EncodedSide:
+                 clip_skip: int | None, cache: ConditioningCache, fingerprint: int | None) -> EncodedSide:
     """One side (prompt or negative prompt) of one encoder, on its own: never batched with the
     other side, so its bits do not depend on the other side or on what the cache holds."""
     def compute() -> EncodedSide:
         hidden, pooled = _encode_rows(slot, chunks, loaded, clip_skip)
         return EncodedSide(hidden, pooled)
 
-    key = _side_key(slot, chunks, loaded, clip_skip) if cache.enabled else None
+    key = _side_key(slot, chunks, loaded, clip_skip, fingerprint) if fingerprint is not None else None
     return cache.get_or_encode(slot.encoder, key, compute)
 
 
 def _side_key(slot: TextSlot, chunks: list[Chunk], loaded: Sequence[LoadedEmbedding],
-              clip_skip: int | None) -> tuple[Any, ...] | None:
+              clip_skip: int | None, fingerprint: int) -> tuple[Any, ...] | None:
     """Everything the side's encoding depends on; None when an embedding has no digest."""
     rows = []
     for row in chunks:
@@ -212,17 +213,14 @@ def _side_key(slot: TextSlot, chunks: list[Chunk], loaded: Sequence[LoadedEmbedd
                 return None
             runs.append((start, run.length, item.applied.sha256, abs(item.weight)))
         rows.append((tuple(row.ids), row.eos_position, tuple(runs)))
-    return (slot.vector_key, clip_skip, slot.penultimate, slot.pooled, weights_fingerprint(slot.encoder),
-            tuple(rows))
+    return (slot.vector_key, clip_skip, slot.penultimate, slot.pooled, fingerprint, tuple(rows))
 
 
 def _pad(slot: TextSlot, hidden: torch.Tensor, n: int, clip_skip: int | None) -> torch.Tensor:
     """``hidden`` followed by empty-prompt rows up to ``n`` chunks (a shorter side lines up)."""
     if hidden.shape[0] == n:
         return hidden
-    read_at = hidden_layer_index(slot.encoder, clip_skip, penultimate=slot.penultimate)
-    empty = empty_encoding(slot.encoder, slot.tokenizer, read_at=read_at, final_norm=not slot.penultimate,
-                           pooled=slot.pooled)
+    empty = _empty(slot, hidden_layer_index(slot.encoder, clip_skip, penultimate=slot.penultimate))
     return torch.cat([hidden, empty.hidden.expand(n - hidden.shape[0], *empty.hidden.shape)])
 
 
@@ -245,7 +243,7 @@ def _encode_rows(slot: TextSlot, rows: list[Chunk], loaded: Sequence[LoadedEmbed
     weighted = [(r, start, run, abs(loaded[run.index].weight)) for r, row in enumerate(rows)
                 for start, run in row.runs if abs(loaded[run.index].weight) != 1.0]
     if len(live) < len(rows) or weighted:
-        empty = empty_encoding(encoder, tok, read_at=read_at, final_norm=final_norm, pooled=slot.pooled)
+        empty = _empty(slot, read_at)
         if len(live) < len(rows):
             full = empty.hidden.expand(len(rows), *empty.hidden.shape).clone()
             full_pooled = empty.pooled.expand(len(rows), *empty.pooled.shape).clone() if slot.pooled else None
@@ -259,6 +257,12 @@ def _encode_rows(slot: TextSlot, rows: list[Chunk], loaded: Sequence[LoadedEmbed
             _emphasise(hidden, empty.hidden, r, start, run, scale)
     assert hidden is not None
     return hidden, pooled
+
+
+def _empty(slot: TextSlot, read_at: int) -> EmptyEncoding:
+    """The empty prompt encoded as this slot reads its encoder at ``read_at``."""
+    return empty_encoding(slot.encoder, slot.tokenizer, read_at=read_at, final_norm=not slot.penultimate,
+                          pooled=slot.pooled)
 
 
 def _run_rows(slot: TextSlot, rows: list[Chunk], loaded: Sequence[LoadedEmbedding], read_at: int,

@@ -66,15 +66,7 @@ SUBJECTS = ["a woman in a garden", "an old fisherman at dawn", "a knight in silv
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
     """Median seconds of each function, run round-robin ``repeat`` times after one warm-up."""
-    for fn in fns.values():
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return stream({name: (lambda _prompt, fn=fn: fn()) for name, fn in fns.items()}, [""] * (repeat + 1))
 
 
 def stream(fns: dict[str, Callable[[str], Any]], prompts: list[str]) -> dict[str, float]:
