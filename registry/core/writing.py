@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -48,15 +47,6 @@ def export_bytes(emb: Embedding, fmt: str, trigger: str) -> bytes:
             return _safetensors(dict(emb.vectors), {})
         return _safetensors({trigger: emb.vectors["emb_params"]}, {})
     raise InvalidRequest(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
-
-
-def default_trigger(emb: Embedding, filename: str | None) -> str:
-    """The word that calls the embedding in a prompt: the name in the file, else the file stem."""
-    if emb.name and emb.name.strip():
-        return emb.name.strip()
-    if filename:
-        return Path(filename).stem
-    raise InvalidRequest("the file stores no name: give a trigger word")
 
 
 def _a1111(emb: Embedding, trigger: str) -> bytes:

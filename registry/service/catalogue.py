@@ -199,7 +199,7 @@ class Catalogue:
         version = Version(
             model_id=0, source=ref.source, model=ref.model, version=ref.version or "",
             architecture=emb.architecture, vectors=emb.num_vectors, dtype=emb.dtype, kind=request.kind,
-            trigger=request.trigger or _trigger_word(default_trigger(emb, filename)),
+            trigger=request.trigger or default_trigger(emb, filename),
             tags=json.dumps(list(request.tags)), title=request.title, description=request.description,
             sha256=stored.sha256, size=len(canonical), original_sha256=original.sha256, original_size=len(data),
             original_format=emb.source_format, training_metadata=json.dumps(emb.metadata, sort_keys=True),
@@ -432,12 +432,6 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
-def _trigger_word(name: str) -> str:
-    """A trigger must be one prompt word: spaces and commas in file names become '_'."""
-    word = re.sub(r"[\s,]+", "_", name.strip())
-    return word[:128] or "embedding"
 
 
 __all__ = ["Catalogue", "PublishRequest", "parse_metadata", "record", "utcnow"]
