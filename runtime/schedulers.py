@@ -39,6 +39,7 @@ _BETA = {"use_beta_sigmas": True}
 _EXP = {"use_exponential_sigmas": True}
 _SDE = {"algorithm_type": "sde-dpmsolver++"}
 _ORDER3 = {"solver_order": 3}
+_PLMS = {"skip_prk_steps": True}  # as SD's own PNDM config: PLMS, no Runge-Kutta warm-up
 
 #: name -> (diffusers class name, config overrides); None for the pipeline's own scheduler.
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]] | None] = {
@@ -121,9 +122,9 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]] | None] = {
     "DEIS": ("DEISMultistepScheduler", {}),
     "DEIS Multistep": ("DEISMultistepScheduler", {}),
     "DEISMultistepScheduler": ("DEISMultistepScheduler", {}),
-    "PNDM": ("PNDMScheduler", {}),
-    "PLMS": ("PNDMScheduler", {}),
-    "PNDMScheduler": ("PNDMScheduler", {}),
+    "PNDM": ("PNDMScheduler", _PLMS),
+    "PLMS": ("PNDMScheduler", _PLMS),
+    "PNDMScheduler": ("PNDMScheduler", _PLMS),
     "LCM": ("LCMScheduler", {}),
     "LCMScheduler": ("LCMScheduler", {}),
     "TCD": ("TCDScheduler", {}),
