@@ -26,8 +26,8 @@ from typing import Any, Protocol
 import torch
 
 from pseudoword.registry.core import DEFAULT_LIMITS, read_embedding
-from pseudoword.registry.core.triggers import aliases_for, triggers_from
 from pseudoword.registry.core.errors import InvalidRequest, InvalidWeight, LocalNotFound, TooLarge
+from pseudoword.registry.core.triggers import aliases_for, triggers_from
 from pseudoword.runtime.placement import Placement
 from pseudoword.runtime.text_stack import ARCH_DESCRIPTIONS, TextStack
 from pseudoword.runtime.vector_cache import DeviceVectors, VectorCache, to_device

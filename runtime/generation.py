@@ -415,6 +415,8 @@ def infotext(run: dict[str, Any], encoded: Encoded, model: str | None, clip_skip
         pairs.append(("Model", model))
     if clip_skip != 1:  # A1111 writes it only when it is not 1
         pairs.append(("Clip skip", clip_skip))
+    if run.get("promptWeighting") == "none":
+        pairs.append(("Emphasis", "None"))  # A1111's setting for prompts read literally
     hashes = [f"{_name(item.trigger)}: {item.a1111_hash}" for item in encoded.applied if item.a1111_hash]
     if hashes:
         pairs.append(("TI hashes", '"' + ", ".join(hashes) + '"'))

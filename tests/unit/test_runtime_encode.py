@@ -290,3 +290,24 @@ def test_device_and_dtype_follow_the_pipeline(sd1: Any, resolver: FakeResolver) 
     assert torch.allclose(plain["negative_prompt_embeds"].float(), expected[1].float(), atol=2e-2)
     assert not torch.allclose(got["prompt_embeds"].float(), plain["prompt_embeds"].float(), atol=1e-2)
     assert encode(sd1, "a portrait", "blurry")["prompt_embeds"].dtype == torch.float32
+
+
+def test_run_encoder_is_differentiable_in_the_vectors(sd1: Any, embeddings_dir: Path) -> None:
+    """Training reuses encode's swap-in path: the same chunks, trainable vectors in their place,
+    gradients reaching the vectors and nothing else, and the values encode gives."""
+    from pseudoword.runtime.clip_forward import hidden_layer_index
+    from pseudoword.runtime.conditioning import prepare_request, run_encoder
+
+    own = copy_text_side(sd1)
+    own.text_encoder.requires_grad_(False)
+    prepared = prepare_request(own, "a photo of EasyNegative", "", [{"path": str(embeddings_dir /
+                                                                                "EasyNegative.safetensors")}])
+    slot = prepared.stack.slots[0]
+    trainable = prepared.loaded[0].vectors.vectors["emb_params"].clone().requires_grad_(True)
+    hidden, _ = run_encoder(slot, prepared.layouts[0][0], [trainable], final_norm=True,
+                            read_at=hidden_layer_index(slot.encoder, None, penultimate=False))
+    hidden.pow(2).sum().backward()
+    assert trainable.grad is not None and bool(trainable.grad.abs().sum() > 0)
+    assert all(p.grad is None for p in own.text_encoder.parameters())
+    assert torch.allclose(hidden.detach(), encode(own, "a photo of EasyNegative", "", [
+        {"path": str(embeddings_dir / "EasyNegative.safetensors")}])["prompt_embeds"][0], atol=1e-6)

@@ -200,6 +200,13 @@ def test_runware_keys_that_change_nothing_here_are_understood(embeddings_dir: Pa
     assert parse_request(_request(embeddings_dir, promptWeighting="none")).literal
 
 
+def test_literal_prompts_are_written_so_a1111_reads_them_literally(sd1: Any, embeddings_dir: Path) -> None:
+    [literal] = generate(_request(embeddings_dir, positivePrompt="a (red) cat", promptWeighting="none"), sd1)
+    [parsed] = generate(_request(embeddings_dir, positivePrompt="a (red) cat"), sd1)
+    assert "Emphasis: None" in literal.parameters and "Emphasis" not in parsed.parameters
+    assert literal.parameters.startswith("a (red) cat\n") and _pixels(literal.data) != _pixels(parsed.data)
+
+
 def test_jpg_and_webp_carry_the_parameters_where_a1111_puts_them(sd1: Any, embeddings_dir: Path) -> None:
     for fmt, pil in (("JPG", "JPEG"), ("WEBP", "WEBP")):
         [result] = generate(_request(embeddings_dir, outputFormat=fmt, outputQuality=90), sd1)
