@@ -27,7 +27,7 @@ import torch
 
 from pseudoword.registry.core import DEFAULT_LIMITS, read_embedding
 from pseudoword.registry.core.errors import InvalidRequest, InvalidWeight, LocalNotFound, TooLarge
-from pseudoword.registry.core.triggers import aliases_for, triggers_from
+from pseudoword.registry.core.triggers import MAX_TRIGGER_CHARS, aliases_for, triggers_from
 from pseudoword.runtime.placement import Placement
 from pseudoword.runtime.text_stack import ARCH_DESCRIPTIONS, TextStack
 from pseudoword.runtime.vector_cache import DeviceVectors, VectorCache, to_device
@@ -35,7 +35,6 @@ from pseudoword.runtime.vector_cache import DeviceVectors, VectorCache, to_devic
 MAX_WEIGHT = 4.0
 #: Embeddings in one request (each also takes prompt positions, so real requests use a few).
 MAX_ENTRIES = 32
-MAX_TRIGGER_CHARS = 128
 _KEYS = {"model", "path", "trigger", "weight"}
 
 
