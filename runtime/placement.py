@@ -109,7 +109,7 @@ def _take_out(text: str, occurrence: Occurrence, literal: bool) -> tuple[str, st
     beside it), and the occurrence as it should be written in the negative prompt."""
     start, end = occurrence.start, occurrence.end
     while not literal:
-        opened = _OPEN.search(text, 0, start)
+        opened = _OPEN.search(text, max(0, start - 256), start)  # brackets stand right before it
         closed = _CLOSE[opened.group(1)].match(text, end) if opened else None
         if opened is None or closed is None:
             break

@@ -138,18 +138,30 @@ def _plain(items: list, text: str, start: int) -> None:
 def _merge(items: list) -> list[Parsed]:
     """Neighbours of equal weight become one segment (as A1111 does); empty text goes."""
     out: list[Parsed] = []
+    chars: list[str] = []
+    offsets: list[int] = []
+    weight: float | None = None
+
+    def flush() -> None:
+        if chars:
+            out.append(Segment("".join(chars), weight if weight is not None else 1.0, tuple(offsets)))
+            chars.clear()
+            offsets.clear()
+
     for item in items:
         if isinstance(item, Break):
+            flush()
             out.append(BREAK)
+            weight = None
             continue
-        chars, offsets, weight = item
-        if not chars:
+        if not item[0]:
             continue
-        last = out[-1] if out else None
-        if isinstance(last, Segment) and last.weight == weight:
-            out[-1] = Segment(last.text + "".join(chars), weight, last.offsets + tuple(offsets))
-        else:
-            out.append(Segment("".join(chars), weight, tuple(offsets)))
+        if item[2] != weight:
+            flush()
+            weight = item[2]
+        chars.extend(item[0])
+        offsets.extend(item[1])
+    flush()
     return out
 
 
