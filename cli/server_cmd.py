@@ -48,7 +48,7 @@ def serve(
 
     import uvicorn
 
-    from pseudoword.registry.service.auth import bootstrap_admin, print_once
+    from pseudoword.registry.service.auth import announce_admin_token, bootstrap_admin
     from pseudoword.registry.service.observability import configure_logging
 
     settings = _settings(data_dir)
@@ -60,7 +60,7 @@ def serve(
     secret = bootstrap_admin(catalogue.engine, settings.data_dir, settings.admin_token_file)
     catalogue.engine.dispose()
     if secret:
-        print_once(secret, settings.data_dir / "admin.token")
+        announce_admin_token(settings.data_dir / "admin.token")
     logging.getLogger("pseudoword.server").info(
         "pseudoword registry on http://%s:%s (database %s, storage %s, %d worker%s)", host, port,
         settings.effective_database_url.split("://")[0], settings.effective_storage_url.split("://")[0],

@@ -50,6 +50,13 @@ def export_bytes(emb: Embedding, fmt: str, trigger: str) -> bytes:
     raise InvalidRequest(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
 
 
+def safe_filename(trigger: str) -> str:
+    """A file stem A1111/ComfyUI will call by ``trigger``: path separators and characters that
+    are invalid on Windows become ``_``."""
+    stem = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in trigger).strip().strip(".")
+    return stem or "embedding"
+
+
 def default_trigger(emb: Embedding, filename: str | None) -> str:
     """The word that calls the embedding in a prompt: the name in the file, else the file stem."""
     if emb.name and emb.name.strip():
