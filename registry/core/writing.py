@@ -74,13 +74,18 @@ def _a1111(emb: Embedding, trigger: str) -> bytes:
             "string_to_token": {"*": _A1111_TOKEN_ID},
             "string_to_param": {"*": emb.vectors["emb_params"].clone()},
             "name": trigger,
-            "step": int(emb.metadata["step"]) if emb.metadata.get("step", "").isdigit() else None,
+            "step": _step(emb.metadata.get("step", "")),
             "sd_checkpoint": emb.metadata.get("sd_checkpoint"),
             "sd_checkpoint_name": emb.metadata.get("sd_checkpoint_name"),
         }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return buffer.getvalue()
+
+
+def _step(text: str) -> int | None:
+    """A1111's training step as the integer it writes (None for anything else, or past 64 bits)."""
+    return int(text) if text.isdigit() and len(text) <= 18 else None
 
 
 def _safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:

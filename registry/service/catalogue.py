@@ -95,8 +95,10 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
         raise InvalidRequest(f"metadata is {len(raw)} bytes; at most {settings.max_metadata_bytes} allowed")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"metadata is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("metadata is nested too deeply") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or a number past Python's digit limit
+        raise InvalidRequest(f"metadata is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("metadata must be a JSON object")
     unknown = set(data) - {"id", "trigger", "kind", "tags", "title", "description"}

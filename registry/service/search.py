@@ -98,6 +98,7 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
     dialect = session.get_bind().dialect.name
     words = _WORD.findall(query.q or "")[:MAX_QUERY_WORDS]
     sort = query.sort if words or query.sort != "relevance" else "newest"
+    last = _decode_cursor(query.cursor, sort) if query.cursor else None  # before any early answer
     params: dict[str, Any] = {"limit": query.limit + 1}
     where = ["m.latest_version_id IS NOT NULL"]
     for column in ("architecture", "kind", "source"):
@@ -161,8 +162,7 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
     order = {"relevance": "r.rank ASC, r.id ASC", "newest": "r.created DESC, r.id DESC",
              "downloads": "r.downloads DESC, r.id DESC"}[sort]
     outer_where = ""
-    if query.cursor:
-        last = _decode_cursor(query.cursor, sort)
+    if last is not None:
         params["c_id"] = last["id"]
         if sort == "relevance":
             params["c_key"] = float(last["key"])

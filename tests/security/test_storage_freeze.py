@@ -1,0 +1,68 @@
+"""A hung object store (the S3 server frozen with SIGSTOP: it accepts connections and never
+answers) costs the API nothing but 503s: search, model pages and resolve answer within a second
+while 60 downloads wait, the downloads answer 503 within the storage deadline (then at once, the
+breaker open), and after SIGCONT everything serves again with nothing lost."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.integration.api import error_code, eventually, get, publish, random_embedding
+from tests.integration.servers import Server
+from tests.registry_servers import Backend
+
+DOWNLOADS = 60
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_frozen_object_store_leaves_the_metadata_api_answering(backend: Backend, registry: Server,
+                                                                  source: str) -> None:
+    assert backend.s3 is not None and backend.s3.process is not None
+    record = publish(registry, random_embedding(seed=71), f"{source}:frozen@1", description="cold storage").json()
+    deadline = float(registry.env["PSEUDOWORD_STORAGE_TIMEOUT"])
+    metadata_calls = [
+        lambda: get(registry, "/api/v1/embeddings", params={"q": "cold", "source": source}),
+        lambda: get(registry, f"/api/v1/embeddings/{source}/frozen"),
+        lambda: get(registry, f"/api/v1/embeddings/{source}/frozen/1"),
+        lambda: httpx.post(f"{registry.url}/api/v1/resolve", json={"refs": [f"{source}:frozen"]}, timeout=30),
+        lambda: get(registry, f"/models/{source}/frozen"),
+    ]
+
+    def timed_download(_: int) -> tuple[int, str, float]:
+        started = time.monotonic()
+        response = httpx.get(f"{registry.url}{record['download_url']}", timeout=60)
+        code = error_code(response) if response.status_code >= 400 else ""
+        return response.status_code, code, time.monotonic() - started
+
+    os.killpg(backend.s3.process.pid, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(DOWNLOADS) as pool:
+            downloads = [pool.submit(timed_download, i) for i in range(DOWNLOADS)]
+            time.sleep(0.5)  # the downloads are waiting on the store now
+            slowest = 0.0
+            while not all(f.done() for f in downloads):
+                for call in metadata_calls:
+                    started = time.monotonic()
+                    response = call()
+                    slowest = max(slowest, time.monotonic() - started)
+                    assert response.status_code == 200, response.text
+            results = [f.result() for f in downloads]
+    finally:
+        os.killpg(backend.s3.process.pid, signal.SIGCONT)
+    assert slowest < 1.0, f"a metadata request took {slowest:.2f} s while the store was frozen"
+    assert {(status, code) for status, code, _ in results} == {(503, "storage_unavailable")}, results[:3]
+    assert max(elapsed for *_, elapsed in results) < deadline + 3, results
+    # The store is back: after the breaker's pause, everything serves and nothing was lost.
+    downloaded = eventually(lambda: (r := get(registry, record["download_url"])).status_code == 200 and r, timeout=30)
+    assert hashlib.sha256(downloaded.content).hexdigest() == record["sha256"]
+    again = publish(registry, random_embedding(seed=72), f"{source}:frozen@2")
+    assert again.status_code == 201, again.text
+    assert hashlib.sha256(get(registry, again.json()["download_url"]).content).hexdigest() == again.json()["sha256"]
+    assert get(registry, "/readyz").status_code == 200
