@@ -75,6 +75,14 @@ _DESCRIPTIONS = {
 }
 
 
+#: The other answers of a download (RFC 9110), besides 200 with the file.
+DOWNLOAD_ANSWERS = {
+    206: ResponseSpec(data_container=bytes, media_type="application/octet-stream", description="The byte range asked for"),
+    304: ResponseSpec(data_container=None, description="Not modified (If-None-Match)"),
+    307: ResponseSpec(data_container=None, description="Redirect to a presigned object URL"),
+}
+
+
 def errors(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI documentation of the error answers a route gives, in our error shape. Every route
     may answer 400 (bad parameters), 429 (rate limit) and 503 (a backing service is down)."""
@@ -121,7 +129,9 @@ class EmbeddingsController(Controller):
     tags = ["embeddings"]
 
     @post("/embeddings", sync_to_thread=True, status_code=201, summary="Publish an embedding version",
-          guards=[require_token], responses=errors(401, 403, 409, 413, 422, 507), opt={ratelimit.OPT: "publish"})
+          guards=[require_token], opt={ratelimit.OPT: "publish"},
+          responses={**errors(401, 403, 409, 413, 422, 507), 200: ResponseSpec(
+              data_container=dict[str, Any], description="Already published with this content: nothing changed")})
     def publish(self, request: Request[Any, Any, Any],
                 data: Annotated[PublishForm, Body(media_type=RequestEncodingType.MULTI_PART)]) -> Response[dict[str, Any]]:
         catalogue = catalogue_of(request)
@@ -169,7 +179,7 @@ class EmbeddingsController(Controller):
     @get("/embeddings/{source:str}/{model:str}/{version:str}/download", summary="Download one version's file",
          description="The canonical safetensors file, or an export carrying this version's trigger. "
                      "HEAD, Range, If-None-Match / If-Match / If-Range; counted once the file was sent.",
-         responses=errors(404, 412, 416), media_type="application/octet-stream")
+         responses={**errors(404, 412, 416), **DOWNLOAD_ANSWERS}, media_type="application/octet-stream")
     async def download(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
                        format: _FORMAT = "safetensors") -> Response[bytes]:
         catalogue = catalogue_of(request)
@@ -218,7 +228,7 @@ class BlobsController(Controller):
     @get("/{sha256:str}", summary="Download a stored canonical file by its SHA-256",
          description="Named by its digest and not counted: a version's own file is at "
                      "/api/v1/embeddings/{source}/{model}/{version}/download.",
-         responses=errors(404, 412, 416), media_type="application/octet-stream")
+         responses={**errors(404, 412, 416), **DOWNLOAD_ANSWERS}, media_type="application/octet-stream")
     async def download(self, request: Request[Any, Any, Any], sha256: str,
                        format: _FORMAT = "safetensors") -> Response[bytes]:
         catalogue = catalogue_of(request)

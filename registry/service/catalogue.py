@@ -322,7 +322,9 @@ class Catalogue:
         here, after their first write), so concurrent publishes and yanks of one model take turns
         and the last to commit computes ``latest`` with every other's change visible."""
         if self.engine.dialect.name == "postgresql":
-            session.execute(select(Model.id).where(Model.id == model.id).with_for_update())  # type: ignore[arg-type]
+            # NO KEY UPDATE: it does not conflict with the KEY SHARE lock each writer's version row
+            # already holds on the model through its foreign key (FOR UPDATE would deadlock there).
+            session.execute(select(Model.id).where(Model.id == model.id).with_for_update(key_share=True))  # type: ignore[arg-type]
         latest = session.execute(
             select(Version).where(Version.model_id == model.id, Version.yanked.is_(False))  # type: ignore[attr-defined]
             .order_by(Version.created_at.desc(), Version.id.desc()).limit(1)  # type: ignore[union-attr,attr-defined]

@@ -75,25 +75,29 @@ class LocalBlobStore:
 
     def put(self, sha256: str, data: bytes) -> None:
         path = self._path(sha256)
-        try:
-            if path.is_file() and path.stat().st_size == len(data):
-                os.utime(path)  # young again: a gc that listed it as old re-checks its age before deleting
+        for _attempt in range(3):  # gc may remove the blob or a partial write (as stale) meanwhile
+            try:
+                if path.is_file() and path.stat().st_size == len(data):
+                    os.utime(path)  # young again: gc checks a blob's age again before deleting it
+                    return
+                self._write(path, data)
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
-        except FileNotFoundError:  # gc removed it between the check and the touch: write it anew
-            return self.put(sha256, data)
-        except OSError as exc:
-            raise _os_error("upload", exc) from None
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _os_error("upload", exc) from None
+        raise StorageUnavailable("blob store: the blob kept vanishing while it was written")
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, path)  # atomic: readers see no blob or the whole blob
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise _os_error("upload", exc) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
