@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, select, text
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -285,8 +285,8 @@ class Catalogue:
         publishes, exclusive for gc. SQLite: commits take the database's one write lock anyway, so
         gc takes it (BEGIN IMMEDIATE) and publishes need nothing more."""
         if self.engine.dialect.name == "postgresql":
-            suffix = "" if exclusive else "_shared"
-            session.execute(text(f"SELECT pg_advisory_xact_lock{suffix}(:key)"), {"key": _BLOB_LOCK_KEY})
+            lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+            session.execute(select(lock(_BLOB_LOCK_KEY)))
         elif exclusive:
             session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 

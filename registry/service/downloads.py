@@ -21,6 +21,7 @@ from urllib.parse import quote
 from litestar import Request, Response
 from litestar.background_tasks import BackgroundTask
 from litestar.concurrency import sync_to_thread
+from litestar.enums import MediaType
 from litestar.response import Redirect
 
 from pseudoword.registry.core import EXPORT_FORMATS, export_bytes, read_embedding
@@ -96,7 +97,8 @@ async def _serve(request: Request[Any, Any, Any], catalogue: Catalogue, sha256: 
     if data is None and span is None and not head and catalogue.settings.presigned_downloads:
         url = await catalogue.store.apresigned_url(sha256)
         if url:
-            return Redirect(url, status_code=307, headers={"Cache-Control": "no-store"}, background=background)
+            return Redirect(url, status_code=307, headers={"Cache-Control": "no-store"}, background=background,
+                            media_type=MediaType.TEXT)
     status = 200
     if isinstance(span, tuple):
         status = 206

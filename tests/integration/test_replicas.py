@@ -124,7 +124,7 @@ def test_replicas_started_together_migrate_and_bootstrap_exactly_once(cluster: C
     for name, server in cluster.replicas.items():
         ready = httpx.get(f"{server.url}/readyz", timeout=10)
         assert ready.status_code == 200, f"replica {name}: {ready.text}"
-        assert ready.json()["checks"] == {"database": "ok", "storage": "ok"}
+        assert ready.json()["checks"] == {"database": "ok", "storage": "ok", "disk": "ok"}
         # The admin token from the secret file works on every replica.
         with cluster.client(name) as client:
             tokens = client.list_tokens()

@@ -113,3 +113,27 @@ def test_disk_full_on_a_blob_write_is_507_and_stores_nothing(tmp_path: Path, mon
         assert response.headers["retry-after"]
         assert client.get("/api/v1/embeddings/studio/full/1").status_code == 404
     assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_slow_client_gets_408_within_the_read_timeout(backend: object, registry: Server) -> None:
+    """A body that never finishes arriving holds the server for PSEUDOWORD_READ_TIMEOUT at most."""
+    import socket
+    import time
+
+    timeout = float(registry.env["PSEUDOWORD_READ_TIMEOUT"])
+    host, port = registry.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout + 10) as sock:
+        sock.sendall(b"POST /api/v1/resolve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"refs\": [")
+        started = time.monotonic()
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"request_timeout"' in answer
+    assert timeout - 0.5 <= elapsed < timeout + 3, elapsed
