@@ -40,6 +40,7 @@ from pseudoword.registry.core.errors import (
     InvalidRequest,
     NotFound,
     PseudowordError,
+    TooLarge,
 )
 from pseudoword.registry.core.limits import Limits
 from pseudoword.registry.core.refs import HASH_LENGTHS
@@ -243,6 +244,11 @@ class Catalogue:
             if existing is not None:
                 return self._same_or_conflict(existing, stored.sha256, canonical), False
         trigger = request.trigger or check_text(_trigger_word(default_trigger(emb, filename)), "the file name")
+        training_metadata = json.dumps(emb.metadata, sort_keys=True)
+        carried = sum(map(len, (trigger, request.title, request.description, training_metadata, *request.tags)))
+        if carried > self.settings.max_record_chars:
+            raise TooLarge(f"the record would carry {carried} characters of text; at most "
+                           f"{self.settings.max_record_chars} allowed", {"characters": carried})
         self.store.put(stored.sha256, canonical)
         if os.environ.get(CRASH_HOOK) == "1":
             os._exit(17)
@@ -252,7 +258,7 @@ class Catalogue:
             trigger=trigger,
             tags=json.dumps(list(request.tags)), title=request.title, description=request.description,
             sha256=stored.sha256, size=len(canonical), original_sha256=original.sha256, original_size=len(data),
-            original_format=emb.source_format, training_metadata=json.dumps(emb.metadata, sort_keys=True),
+            original_format=emb.source_format, training_metadata=training_metadata,
         )
         for _attempt in range(3):
             with self.session() as session:

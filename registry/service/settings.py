@@ -42,6 +42,9 @@ class Settings:
     max_description_length: int = 10_000
     max_trigger_length: int = 100
     max_resolve_refs: int = 256
+    #: Text a record carries in all (title, description, tags, trigger, the file's metadata): every
+    #: resolve and search answer repeats it, so its size is bounded as a whole too.
+    max_record_chars: int = 16 * 1024
     max_yank_reason_length: int = 1000
     max_token_name_length: int = 128
     log_format: str = "text"
