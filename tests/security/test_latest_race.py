@@ -11,8 +11,10 @@ import httpx
 
 from tests.integration.api import get, publish, random_embedding, resolve
 from tests.integration.servers import Server
+from tests.registry_servers import Backend
 
-ROUNDS = 3
+#: Rounds per backend: PostgreSQL is where latest went stale (about 1 run in 4), so it repeats.
+ROUNDS = {"postgres": 3, "sqlite": 1}
 WRITERS = 32
 
 
@@ -32,11 +34,11 @@ def _assert_latest(registry: Server, source: str, model: str) -> None:
     assert [item["version"] for item in listed if item["model"] == model] == [expected]
 
 
-def test_concurrent_publishes_and_yanks_leave_latest_right(registry: Server, source: str) -> None:
+def test_concurrent_publishes_and_yanks_leave_latest_right(backend: Backend, registry: Server, source: str) -> None:
     data = [random_embedding(rows=1, seed=500 + i) for i in range(WRITERS)]
     shuffle = random.Random(12)
     with ThreadPoolExecutor(WRITERS) as pool:
-        for round_ in range(ROUNDS):
+        for round_ in range(ROUNDS[backend.name]):
             model = f"race{round_}"
             responses = list(pool.map(lambda i: publish(registry, data[i], f"{source}:{model}@{i + 1}"), range(WRITERS)))
             assert all(r.status_code == 201 for r in responses), [r.text for r in responses if r.status_code != 201]
