@@ -41,7 +41,10 @@ def healthz() -> dict[str, str]:
 @get("/readyz", tags=["probes"], sync_to_thread=True,
      responses={503: ResponseSpec(data_container=dict[str, Any], description="Not ready: see the failing check")})
 def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Readiness: the database and the blob store answer, and the data directory's disk has room."""
+    """Readiness: the database answers and the data directory's disk has room (else 503). The blob
+    store is reported too, but a replica without it stays ready ("degraded"): every replica shares
+    the one store, so dropping them all from the load balancer would take search, model pages and
+    resolve down with it, while downloads already answer 503 on their own."""
     catalogue: Catalogue = request.app.state.catalogue
     checks: dict[str, str] = {}
     free = shutil.disk_usage(catalogue.settings.data_dir).free
@@ -58,9 +61,9 @@ def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         checks["storage"] = "ok"
     except PseudowordError as exc:
         checks["storage"] = f"unavailable: {exc.message}"
-    ready = all(value == "ok" for value in checks.values())
-    return Response({"status": "ready" if ready else "unavailable", "checks": checks, "disk_free_bytes": free},
-                    status_code=200 if ready else 503)
+    ready = checks["database"] == "ok" and checks["disk"] == "ok"
+    status = "unavailable" if not ready else "ready" if checks["storage"] == "ok" else "degraded"
+    return Response({"status": status, "checks": checks, "disk_free_bytes": free}, status_code=200 if ready else 503)
 
 
 class MetricsController(PrometheusController):
