@@ -27,6 +27,7 @@ from pseudoword.cli.main import app
 from pseudoword.cli.output import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
 from pseudoword.registry.core import HashRef, ModelRef, export_bytes, parse_ref, read_embedding, read_file_bytes
 from pseudoword.registry.core.errors import ArchitectureMismatch, InvalidReference, InvalidRequest, RemoteNotFound
+from pseudoword.registry.core.writing import safe_filename
 
 if TYPE_CHECKING:
     from pseudoword.registry.client import RegistryClient
@@ -383,13 +384,6 @@ def pick_version(model: dict[str, Any], ref: ModelRef) -> dict[str, Any]:
 
 
 # -- pull --------------------------------------------------------------------------------------
-
-
-def safe_filename(trigger: str) -> str:
-    """A file stem A1111/ComfyUI will call by ``trigger``: path separators and characters that
-    are invalid on Windows become ``_``."""
-    stem = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in trigger).strip().strip(".")
-    return stem or "embedding"
 
 
 @app.command()

@@ -48,7 +48,7 @@ def serve(
 
     import uvicorn
 
-    from pseudoword.registry.service.auth import bootstrap_admin, print_once
+    from pseudoword.registry.service.auth import announce_admin_token, bootstrap_admin
     from pseudoword.registry.service.observability import configure_logging
 
     settings = _settings(data_dir)
@@ -60,7 +60,7 @@ def serve(
     secret = bootstrap_admin(catalogue.engine, settings.data_dir, settings.admin_token_file)
     catalogue.engine.dispose()
     if secret:
-        print_once(secret, settings.data_dir / "admin.token")
+        announce_admin_token(settings.data_dir / "admin.token")
     logging.getLogger("pseudoword.server").info(
         "pseudoword registry on http://%s:%s (database %s, storage %s, %d worker%s)", host, port,
         settings.effective_database_url.split("://")[0], settings.effective_storage_url.split("://")[0],
@@ -146,13 +146,25 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (see `to
 @app.command()
 @handle_errors
 def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+       grace_seconds: Annotated[float | None, typer.Option(
+           "--grace-seconds", min=0, help="Keep orphans younger than this (else PSEUDOWORD_GC_GRACE_SECONDS, 3600).")] = None,
        data_dir: DataDirOpt = None, json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Remove blobs that no version refers to (left by interrupted publishes)."""
-    orphans = _catalogue(data_dir).gc(dry_run=dry_run)
+    """Remove blobs that no version refers to (left by interrupted publishes), once older than the
+    grace period, and partial writes a crash left behind. Reports exactly what it deleted."""
+    from dataclasses import asdict
+
+    report = _catalogue(data_dir).gc(dry_run=dry_run, grace_seconds=grace_seconds)
     if json:
-        print_json({"orphans": orphans, "removed": [] if dry_run else orphans, "dry_run": dry_run})
+        print_json(asdict(report))
         return
-    verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {len(orphans)} orphan blob(s)", markup=False)
-    for digest in orphans:
+    old = [d for d in report.orphans if d not in report.young]
+    if dry_run:
+        console.print(f"would remove {len(old)} orphan blob(s)", markup=False)
+    else:
+        console.print(f"removed {len(report.removed)} orphan blob(s) and {len(report.temporaries_removed)} "
+                      "partial write(s)", markup=False)
+    for digest in old if dry_run else report.removed:
         console.print(f"  {digest}", markup=False)
+    if report.young:
+        console.print(f"kept {len(report.young)} orphan(s) younger than {report.grace_seconds:g} s "
+                      "(a publish may be about to use them)", markup=False)

@@ -25,6 +25,7 @@ from pseudoword.registry.core.errors import (
     RegistryUnreachable,
     RemoteNotFound,
     error_for_code,
+    error_for_status,
 )
 from pseudoword.registry.core.refs import ModelRef, parse_model_ref
 
@@ -32,9 +33,6 @@ DEFAULT_REGISTRY = "http://127.0.0.1:8000"
 API = "/api/v1"
 Progress = Callable[[int, int], None]
 _CHUNK = 64 * 1024
-#: Status codes a server answers without our error body (a proxy, or a framework default).
-_STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 409: "conflict", 413: "too_large", 422: "invalid_request", 503: "storage_unavailable"}
 
 
 @dataclass(frozen=True)
@@ -119,28 +117,38 @@ class RegistryClient:
 
     # -- blobs ------------------------------------------------------------------------------------
 
-    def download(self, sha256: str, *, format: str = "safetensors", progress: Progress | None = None) -> bytes:
-        """The blob's bytes; for the canonical form the SHA-256 is checked before returning."""
-        return b"".join(self._download_chunks(sha256, format, progress))
+    def download(self, sha256: str, *, version: str | None = None, format: str = "safetensors",
+                 progress: Progress | None = None) -> bytes:
+        """A file's bytes: the canonical blob by digest, or, with ``version`` (an ID), that version's
+        download (counted for it; ``format`` a1111 or diffusers for an export with its trigger).
+        The canonical form's SHA-256 is checked before returning."""
+        return b"".join(self._download_chunks(sha256, version, format, progress))
 
-    def download_to(self, sha256: str, path: Path, *, format: str = "safetensors",
+    def download_to(self, sha256: str, path: Path, *, version: str | None = None, format: str = "safetensors",
                     progress: Progress | None = None) -> Path:
         tmp = path.with_name(f".{path.name}.part")
         try:
             with tmp.open("wb") as out:
-                for chunk in self._download_chunks(sha256, format, progress):
+                for chunk in self._download_chunks(sha256, version, format, progress):
                     out.write(chunk)
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
         return path
 
-    def _download_chunks(self, sha256: str, fmt: str, progress: Progress | None) -> Iterator[bytes]:
+    def _download_chunks(self, sha256: str, version: str | None, fmt: str,
+                         progress: Progress | None) -> Iterator[bytes]:
         digest = hashlib.sha256()
         chunks: list[bytes] = []
         params = {} if fmt == "safetensors" else {"format": fmt}
+        if version is not None:
+            path = f"{_version_path(parse_model_ref(version, require_version=True))}/download"
+        elif fmt != "safetensors":
+            raise ValueError("an export carries a version's trigger: pass version=")
+        else:
+            path = f"{API}/blobs/{_seg(sha256)}"
         try:
-            with self._http.stream("GET", f"{API}/blobs/{_seg(sha256)}", params=params) as response:
+            with self._http.stream("GET", path, params=params) as response:
                 if response.status_code >= 400:
                     response.read()
                     self._raise_for(response)
@@ -195,7 +203,7 @@ class RegistryClient:
             body = response.json()["error"]
             code, message, detail = body["code"], body["message"], body.get("detail") or {}
         except (ValueError, KeyError, TypeError):
-            code = _STATUS_CODES.get(response.status_code, "error")
+            code = error_for_status(response.status_code).code
             message = f"registry answered HTTP {response.status_code}: {response.text[:200]}"
             detail = {}
         cls = error_for_code(code)

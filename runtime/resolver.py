@@ -370,7 +370,8 @@ class Resolver:
             digest = job.record["sha256"]
             if digest not in fetched:
                 try:
-                    fetched[digest] = self.cache.fetch_blob(digest, lambda d=digest: self.client.download(d))
+                    fetched[digest] = self.cache.fetch_blob(  # through the version's route: counted for it
+                        digest, lambda d=digest, v=job.record["id"]: self.client.download(d, version=v))
                 except PseudowordError as exc:
                     fetched[digest] = exc
             result = fetched[digest]

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+#: Live registry servers, one per backend per session, shared by tests/integration and tests/security.
+pytest_plugins = ["tests.registry_servers"]
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("PSEUDOWORD_CORPUS", ROOT.parent / "shared" / "corpus"))
 IN_CI = os.environ.get("CI", "").lower() == "true"

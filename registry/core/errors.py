@@ -1,8 +1,10 @@
 """The typed error hierarchy shared by the core, the service, the client, the runtime and the CLI.
 
-Every error carries a stable ``code``: the server sends it in its JSON error body, the HTTP
-client maps it back to the same class (``error_for_code``), and the CLI prints it. Add a new
-kind by subclassing ``PseudowordError`` with a new ``code``; the registry below picks it up.
+Every error carries a stable ``code`` and the HTTP ``status`` the registry answers it with: the
+server sends both (its one error table reads them here), the HTTP client maps the code back to
+the same class (``error_for_code``, or ``error_for_status`` when a proxy answered without our
+body), and the CLI prints it. Add a new kind by subclassing ``PseudowordError`` with a new
+``code`` and ``status``; the lookups below pick it up.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ class PseudowordError(Exception):
     """Base of every error we raise on purpose."""
 
     code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
 
     def __init__(self, message: str, detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -27,14 +30,23 @@ class PseudowordError(Exception):
         return self.message
 
 
+class InvalidRequest(PseudowordError):
+    """Well-formed transport, bad content (metadata, parameters)."""
+
+    code = "invalid_request"
+    status = 400
+
+
 class InvalidReference(PseudowordError):
     code = "invalid_reference"
+    status = 400
 
 
 class InvalidFile(PseudowordError):
     """The bytes are not a readable embedding file (empty, truncated, malformed header...)."""
 
     code = "invalid_file"
+    status = 422
 
 
 class ShapeMismatch(InvalidFile):
@@ -55,16 +67,12 @@ class UnsafePickle(InvalidFile):
 
 class TooLarge(PseudowordError):
     code = "too_large"
-
-
-class InvalidRequest(PseudowordError):
-    """Well-formed transport, bad content (metadata, parameters)."""
-
-    code = "invalid_request"
+    status = 413
 
 
 class NotFound(PseudowordError):
     code = "not_found"
+    status = 404
 
 
 class RemoteNotFound(NotFound):
@@ -81,48 +89,84 @@ class LocalNotFound(NotFound):
 
 class Conflict(PseudowordError):
     code = "conflict"
+    status = 409
 
 
 class Unauthorized(PseudowordError):
     code = "unauthorized"
+    status = 401
 
 
 class Forbidden(PseudowordError):
     code = "forbidden"
+    status = 403
 
 
 class StorageUnavailable(PseudowordError):
     code = "storage_unavailable"
+    status = 503
 
 
 class RegistryUnreachable(PseudowordError):
     """The client could not talk to the registry at all (connection refused, timeout)."""
 
     code = "registry_unreachable"
+    status = 503
 
 
 class IntegrityError(PseudowordError):
     """Downloaded or cached bytes do not match the digest they were asked for."""
 
     code = "integrity_error"
+    status = 502
 
 
 class ArchitectureMismatch(PseudowordError):
     """An embedding's architecture does not fit the pipeline or the AIR it was asked under."""
 
     code = "architecture_mismatch"
+    status = 422
 
 
 class UnsupportedPipeline(PseudowordError):
     code = "unsupported_pipeline"
+    status = 422
 
 
 class InvalidWeight(PseudowordError):
     code = "invalid_weight"
+    status = 400
 
 
 class DatabaseUnavailable(PseudowordError):
     code = "database_unavailable"
+    status = 503
+
+
+class InsufficientStorage(PseudowordError):
+    """The disk (or the object store's quota) is full: nothing was stored; try again later."""
+
+    code = "insufficient_storage"
+    status = 507
+
+
+class TooManyRequests(PseudowordError):
+    """This client is over its rate limit; ``Retry-After`` says when to come back."""
+
+    code = "too_many_requests"
+    status = 429
+
+
+class MethodNotAllowed(PseudowordError):
+    code = "method_not_allowed"
+    status = 405
+
+
+class RequestTimeout(PseudowordError):
+    """The client did not send its request within the read timeout."""
+
+    code = "request_timeout"
+    status = 408
 
 
 def _all_subclasses(cls: type[PseudowordError]) -> list[type[PseudowordError]]:
@@ -142,3 +186,12 @@ def error_for_code(code: str) -> type[PseudowordError]:
         if cls.code == code:
             return cls
     return PseudowordError
+
+
+def error_for_status(status: int) -> type[PseudowordError]:
+    """The class for a bare HTTP status (an answer without our error body, e.g. from a proxy, or a
+    framework error): the first class defined with that status."""
+    for cls in _all_subclasses(PseudowordError):
+        if cls.status == status:
+            return cls
+    return InvalidRequest if 400 <= status < 500 else PseudowordError

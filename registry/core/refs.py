@@ -139,6 +139,16 @@ def _parse_hash(digits: str, shown: str, prefix: str | None) -> HashRef:
     return HashRef(algo, digits.lower())  # type: ignore[arg-type]
 
 
+def parse_source(text: str) -> str:
+    """A source name on its own (token scopes): the grammar's SOURCE, not a reserved prefix."""
+    if not isinstance(text, str) or not re.fullmatch(SOURCE_RE, text):
+        raise InvalidReference(f"invalid source {str(text)[:80]!r}: lowercase letters, digits, '_' or '-', "
+                               "starting with a letter or digit, at most 64")
+    if text in RESERVED_SOURCES:
+        raise InvalidReference(f"source {text!r} is reserved (it names a kind of reference)")
+    return text
+
+
 def parse_model_ref(text: str, *, require_version: bool = False) -> ModelRef:
     """Parse a reference that must name a model (publishing, yanking)."""
     ref = parse_ref(text)

@@ -39,6 +39,8 @@ def load_torch_zip(data: bytes, limits: Limits) -> Any:
     try:
         with torch.serialization.safe_globals(EXTRA_SAFE_GLOBALS):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RecursionError, MemoryError, OverflowError):
+        raise InvalidFile("unreadable torch file: its pickle nests or counts past what an embedding can hold") from None
     except pickle_errors() as exc:
         text = str(exc)
         if "Unsupported global" in text or "Weights only load failed" in text and "global" in text.lower():
@@ -91,8 +93,13 @@ def _check_zip(data: bytes, limits: Limits) -> None:
             f"torch zip expands to {total} bytes; at most {limits.max_decompressed_bytes} allowed",
             {"decompressed_bytes": total, "limit": limits.max_decompressed_bytes},
         )
-    if not any(member.filename.endswith("data.pkl") for member in members):
+    pickles = [member for member in members if member.filename.endswith("data.pkl")]
+    if not pickles:
         raise InvalidFile("zip file is not a torch file: no data.pkl inside")
+    if any(member.file_size > limits.max_pickle_bytes for member in pickles):
+        size = max(member.file_size for member in pickles)
+        raise TooLarge(f"the file's pickle is {size} bytes; at most {limits.max_pickle_bytes} allowed "
+                       "(an embedding's is under 2 KB)", {"pickle_bytes": size, "limit": limits.max_pickle_bytes})
 
 
 def _scan_globals(data: bytes) -> set[str]:

@@ -49,6 +49,13 @@ def export_bytes(emb: Embedding, fmt: str, trigger: str) -> bytes:
     raise InvalidRequest(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
 
 
+def safe_filename(trigger: str) -> str:
+    """A file stem A1111/ComfyUI will call by ``trigger``: path separators and characters that
+    are invalid on Windows become ``_``."""
+    stem = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in trigger).strip().strip(".")
+    return stem or "embedding"
+
+
 def _a1111(emb: Embedding, trigger: str) -> bytes:
     if emb.architecture == "sdxl":
         payload: dict[str, object] = {key: value.clone() for key, value in emb.vectors.items()}
@@ -57,13 +64,18 @@ def _a1111(emb: Embedding, trigger: str) -> bytes:
             "string_to_token": {"*": _A1111_TOKEN_ID},
             "string_to_param": {"*": emb.vectors["emb_params"].clone()},
             "name": trigger,
-            "step": int(emb.metadata["step"]) if emb.metadata.get("step", "").isdigit() else None,
+            "step": _step(emb.metadata.get("step", "")),
             "sd_checkpoint": emb.metadata.get("sd_checkpoint"),
             "sd_checkpoint_name": emb.metadata.get("sd_checkpoint_name"),
         }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return buffer.getvalue()
+
+
+def _step(text: str) -> int | None:
+    """A1111's training step as the integer it writes (None for anything else, or past 64 bits)."""
+    return int(text) if text.isdigit() and len(text) <= 18 else None
 
 
 def _safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:

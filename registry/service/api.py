@@ -1,30 +1,36 @@
-"""HTTP controllers under /api/v1: thin over ``Catalogue`` and ``auth``."""
+"""HTTP controllers under /api/v1: thin over ``Catalogue``, ``auth`` and ``downloads``."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.concurrency import sync_to_thread
+from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, Parameter
-from litestar.response import Redirect, Stream
-from msgspec import Struct
+from msgspec import Meta, Struct
 from sqlmodel import Session
 
-from pseudoword.registry.core import EXPORT_FORMATS, export_bytes, read_embedding
 from pseudoword.registry.core.errors import InvalidRequest, NotFound, TooLarge
-from pseudoword.registry.core.refs import ModelRef, parse_model_ref
-from pseudoword.registry.service import auth
+from pseudoword.registry.core.refs import MAX_REF_LENGTH, ModelRef, parse_model_ref
+from pseudoword.registry.service import auth, ratelimit
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
+from pseudoword.registry.service.downloads import serve_blob, serve_version
 from pseudoword.registry.service.search import Query, search
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+#: Largest id a database integer column holds (token ids are checked against it before a query).
+MAX_ID = 2**63 - 1
+_PRINCIPAL = "principal"
+
+
+# -- bodies and the error shape, as the OpenAPI schema documents them ----------------------------
 
 
 @dataclass
@@ -34,26 +40,80 @@ class PublishForm:
 
 
 class ResolveBody(Struct):
-    refs: list[str]
+    refs: list[Annotated[str, Meta(max_length=MAX_REF_LENGTH)]]  # how many: Settings.max_resolve_refs
 
 
 class YankBody(Struct):
-    reason: str = ""
+    reason: Annotated[str, Meta(max_length=1000)] = ""
 
 
 class TokenBody(Struct):
-    source: str | None = None
+    source: Annotated[str, Meta(max_length=64)] | None = None
     admin: bool = False
-    name: str = ""
+    name: Annotated[str, Meta(max_length=128)] = ""
 
 
-def catalogue_of(request: Request[Any, Any, Any]) -> Catalogue:
+class ErrorDetail(Struct):
+    code: str
+    message: str
+    detail: dict[str, Any]
+
+
+class ErrorBody(Struct):
+    """Every error answer: ``{"error": {"code", "message", "detail"}}`` (DESIGN)."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Invalid request or reference", 401: "A token is needed, or it is invalid or revoked",
+    403: "The token may not do this", 404: "Not found", 409: "Conflict: the ID holds other content",
+    412: "Precondition failed (If-Match)", 413: "Too large", 416: "Range not satisfiable",
+    422: "Not an embedding file we accept", 429: "Too many requests from this client (see Retry-After)",
+    503: "The catalogue database or the blob store is unavailable (see Retry-After)",
+    507: "No space left to store the file",
+}
+
+
+#: The other answers of a download (RFC 9110), besides 200 with the file.
+DOWNLOAD_ANSWERS = {
+    206: ResponseSpec(data_container=bytes, media_type="application/octet-stream", description="The byte range asked for"),
+    304: ResponseSpec(data_container=None, description="Not modified (If-None-Match)"),
+    307: ResponseSpec(data_container=None, description="Redirect to a presigned object URL"),
+}
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the error answers a route gives, in our error shape. Every route
+    may answer 400 (bad parameters), 429 (rate limit) and 503 (a backing service is down)."""
+    return {status: ResponseSpec(data_container=ErrorBody, description=_DESCRIPTIONS[status])
+            for status in sorted({400, 429, 503, *statuses})}
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def catalogue_of(request: Request[Any, Any, Any] | ASGIConnection[Any, Any, Any, Any]) -> Catalogue:
     return request.app.state.catalogue  # type: ignore[no-any-return]
 
 
-def principal_of(request: Request[Any, Any, Any]) -> auth.Principal:
-    with Session(catalogue_of(request).engine) as session:
-        return auth.authenticate(session, request.headers.get("authorization"))
+def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> auth.Principal:
+    with Session(catalogue_of(connection).engine) as session:
+        return auth.authenticate(session, connection.headers.get("authorization"))
+
+
+async def require_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: writes need a valid token, checked before the request body is read at all."""
+    connection.state[_PRINCIPAL] = await sync_to_thread(_authenticate, connection)
+
+
+async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    await require_token(connection, handler)
+    principal_of(connection).require_admin()
+
+
+def principal_of(request: Request[Any, Any, Any] | ASGIConnection[Any, Any, Any, Any]) -> auth.Principal:
+    return request.state[_PRINCIPAL]  # type: ignore[no-any-return]
 
 
 def _version_ref(source: str, model: str, version: str) -> ModelRef:
@@ -61,21 +121,24 @@ def _version_ref(source: str, model: str, version: str) -> ModelRef:
 
 
 _INLINE_RESOLVE_REFS = 16
+_FORMAT = Annotated[str, Parameter(max_length=16, description="safetensors (canonical), a1111 (.pt) or diffusers")]
 
 
 class EmbeddingsController(Controller):
     path = "/api/v1"
     tags = ["embeddings"]
 
-    @post("/embeddings", sync_to_thread=True, status_code=201, summary="Publish an embedding version")
+    @post("/embeddings", sync_to_thread=True, status_code=201, summary="Publish an embedding version",
+          guards=[require_token], opt={ratelimit.OPT: "publish"},
+          responses={**errors(401, 403, 409, 413, 422, 507), 200: ResponseSpec(
+              data_container=dict[str, Any], description="Already published with this content: nothing changed")})
     def publish(self, request: Request[Any, Any, Any],
                 data: Annotated[PublishForm, Body(media_type=RequestEncodingType.MULTI_PART)]) -> Response[dict[str, Any]]:
         catalogue = catalogue_of(request)
-        principal = principal_of(request)
+        if not isinstance(data.file, UploadFile) or not isinstance(data.metadata, str):
+            raise InvalidRequest("expected a multipart form with a 'file' part (with a filename) and a 'metadata' field")
         meta = parse_metadata(data.metadata, catalogue.settings)
-        principal.require_source(parse_model_ref(meta.id).source)
-        if not isinstance(data.file, UploadFile):
-            raise InvalidRequest("'file' must be a file part")
+        principal_of(request).require_source(parse_model_ref(meta.id).source)
         content = data.file.file.read(catalogue.settings.max_upload_bytes + 1)
         if len(content) > catalogue.settings.max_upload_bytes:
             raise TooLarge(f"file is larger than {catalogue.settings.max_upload_bytes} bytes",
@@ -83,7 +146,7 @@ class EmbeddingsController(Controller):
         result, created = catalogue.publish(meta, content, data.file.filename)
         return Response(result, status_code=201 if created else 200)
 
-    @get("/embeddings", sync_to_thread=True, summary="Search the catalogue")
+    @get("/embeddings", sync_to_thread=True, summary="Search the catalogue", responses=errors())
     def search(
         self, request: Request[Any, Any, Any],
         q: Annotated[str | None, Parameter(max_length=200)] = None,
@@ -102,33 +165,43 @@ class EmbeddingsController(Controller):
             ids, next_cursor = search(session, query)
         return {"items": catalogue.records_by_ids(ids), "next_cursor": next_cursor}
 
-    @get("/embeddings/{source:str}/{model:str}", sync_to_thread=True, summary="A model and its versions")
+    @get("/embeddings/{source:str}/{model:str}", sync_to_thread=True, summary="A model and its versions",
+         responses=errors(404))
     def get_model(self, request: Request[Any, Any, Any], source: str, model: str) -> dict[str, Any]:
         ref = parse_model_ref(f"{source}:{model}")
         return catalogue_of(request).get_model(ref.source, ref.model)
 
-    @get("/embeddings/{source:str}/{model:str}/{version:str}", sync_to_thread=True, summary="One version")
+    @get("/embeddings/{source:str}/{model:str}/{version:str}", sync_to_thread=True, summary="One version",
+         responses=errors(404))
     def get_version(self, request: Request[Any, Any, Any], source: str, model: str, version: str) -> dict[str, Any]:
         return catalogue_of(request).get_version(_version_ref(source, model, version))
 
+    @get("/embeddings/{source:str}/{model:str}/{version:str}/download", summary="Download one version's file",
+         description="The canonical safetensors file, or an export carrying this version's trigger. "
+                     "HEAD, Range, If-None-Match / If-Match / If-Range; counted once the file was sent.",
+         responses={**errors(404, 412, 416), **DOWNLOAD_ANSWERS}, media_type="application/octet-stream")
+    async def download(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
+                       format: _FORMAT = "safetensors") -> Response[bytes]:
+        catalogue = catalogue_of(request)
+        row = await sync_to_thread(catalogue.version_row, _version_ref(source, model, version))
+        return await serve_version(request, catalogue, row, format)
+
     @post("/embeddings/{source:str}/{model:str}/{version:str}/yank", sync_to_thread=True, status_code=200,
-          summary="Yank a version (PEP 592)")
+          summary="Yank a version (PEP 592)", guards=[require_token], responses=errors(401, 403, 404))
     def yank(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
              data: YankBody) -> dict[str, Any]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
-        if len(data.reason) > 1000:
-            raise InvalidRequest("reason is longer than 1000 characters")
         return catalogue_of(request).set_yanked(ref, True, data.reason)
 
     @delete("/embeddings/{source:str}/{model:str}/{version:str}/yank", sync_to_thread=True, status_code=200,
-            summary="Unyank a version")
+            summary="Unyank a version", guards=[require_token], responses=errors(401, 403, 404))
     def unyank(self, request: Request[Any, Any, Any], source: str, model: str, version: str) -> dict[str, Any]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
         return catalogue_of(request).set_yanked(ref, False, None)
 
-    @post("/resolve", status_code=200, summary="Resolve many references in one round trip")
+    @post("/resolve", status_code=200, summary="Resolve many references in one round trip", responses=errors())
     async def resolve(self, request: Request[Any, Any, Any], data: ResolveBody) -> dict[str, Any]:
         catalogue = catalogue_of(request)
         cached = catalogue.resolve_cached(data.refs)
@@ -143,8 +216,8 @@ class EmbeddingsController(Controller):
         # A database across the network: its round trips must not hold up the event loop.
         return {"results": await sync_to_thread(catalogue.resolve, data.refs)}
 
-    @get("/by-hash/{digest:str}", sync_to_thread=True, summary="Find a version by file hash")
-    def by_hash(self, request: Request[Any, Any, Any], digest: str) -> dict[str, Any]:
+    @get("/by-hash/{digest:str}", sync_to_thread=True, summary="Find a version by file hash", responses=errors(404))
+    def by_hash(self, request: Request[Any, Any, Any], digest: Annotated[str, Parameter(max_length=80)]) -> dict[str, Any]:
         return catalogue_of(request).by_hash(digest)
 
 
@@ -152,98 +225,43 @@ class BlobsController(Controller):
     path = "/api/v1/blobs"
     tags = ["blobs"]
 
-    @get("/{sha256:str}", sync_to_thread=True, summary="Download a stored file by its SHA-256")
-    def download(self, request: Request[Any, Any, Any], sha256: str,
-                 format: Annotated[str, Parameter(max_length=16)] = "safetensors") -> Response[Any]:
+    @get("/{sha256:str}", summary="Download a stored canonical file by its SHA-256",
+         description="Named by its digest and not counted: a version's own file is at "
+                     "/api/v1/embeddings/{source}/{model}/{version}/download.",
+         responses={**errors(404, 412, 416), **DOWNLOAD_ANSWERS}, media_type="application/octet-stream")
+    async def download(self, request: Request[Any, Any, Any], sha256: str,
+                       format: _FORMAT = "safetensors") -> Response[bytes]:
         catalogue = catalogue_of(request)
         if not _SHA256.fullmatch(sha256):
             raise InvalidRequest("a blob is addressed by 64 lowercase hex digits")
-        if format not in EXPORT_FORMATS:
-            raise InvalidRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
-        versions = catalogue.blob_versions(sha256)
-        if not versions:
-            raise NotFound(f"no blob {sha256}")
         if format != "safetensors":
-            return self._export(catalogue, sha256, format, versions[0].trigger)
-        etag = f'"{sha256}"'
-        cache = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable", "Accept-Ranges": "bytes"}
-        if request.headers.get("if-none-match") in (etag, sha256):
-            return Response(None, status_code=304, headers=cache)
-        if catalogue.settings.presigned_downloads:
-            url = catalogue.store.presigned_url(sha256)
-            if url:
-                catalogue.count_download(sha256)
-                return Redirect(url, status_code=307, headers={"Cache-Control": "no-store"})
-        size = versions[0].size
-        start, length, status = 0, size, 200
-        range_header = request.headers.get("range")
-        if range_header:
-            span = _parse_range(range_header, size)
-            if span is None:
-                return Response(None, status_code=416, headers={**cache, "Content-Range": f"bytes */{size}"})
-            start, length = span
-            status = 206
-            cache["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
-        chunks = catalogue.store.open_range(sha256, start, length)
-        if start == 0:
-            catalogue.count_download(sha256)
-        return Stream(_iterate(chunks), status_code=status, media_type="application/octet-stream",
-                      headers={**cache, "Content-Length": str(length),
-                               "Content-Disposition": f'attachment; filename="{versions[0].trigger}.safetensors"'})
-
-    @staticmethod
-    def _export(catalogue: Catalogue, sha256: str, fmt: str, trigger: str) -> Response[bytes]:
-        emb = read_embedding(catalogue.store.get(sha256))
-        data = export_bytes(emb, fmt, trigger)
-        suffix = ".pt" if fmt == "a1111" else ".safetensors"
-        catalogue.count_download(sha256)
-        return Response(data, media_type="application/octet-stream", headers={
-            "ETag": f'"{sha256}-{fmt}"', "Cache-Control": "public, max-age=86400",
-            "Content-Disposition": f'attachment; filename="{trigger}{suffix}"'})
+            raise InvalidRequest("a blob is served as stored (safetensors); exports carry a version's trigger: "
+                                 "use /api/v1/embeddings/{source}/{model}/{version}/download?format=" + format[:16])
+        size = await sync_to_thread(catalogue.blob_size, sha256)
+        if size is None:
+            raise NotFound(f"no blob {sha256}")
+        return await serve_blob(request, catalogue, sha256, size)
 
 
 class TokensController(Controller):
     path = "/api/v1/tokens"
     tags = ["tokens"]
+    guards = [require_admin]
 
-    @post("/", sync_to_thread=True, status_code=201, summary="Create a token (admin)")
+    @post("/", sync_to_thread=True, status_code=201, summary="Create a token (admin)", responses=errors(401, 403))
     def create(self, request: Request[Any, Any, Any], data: TokenBody) -> dict[str, Any]:
-        principal_of(request).require_admin()
         with catalogue_of(request).session() as session:
             token, secret = auth.create_token(session, source=data.source, admin=data.admin, name=data.name)
             return {**auth.token_view(token), "token": secret}
 
-    @get("/", sync_to_thread=True, summary="List tokens (admin)")
+    @get("/", sync_to_thread=True, summary="List tokens (admin)", responses=errors(401, 403))
     def list(self, request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-        principal_of(request).require_admin()
-        from sqlalchemy import select
-
-        from pseudoword.registry.service.models import Token
-
         with catalogue_of(request).session() as session:
-            return [auth.token_view(t) for t in session.execute(select(Token).order_by(Token.id)).scalars().all()]
+            return auth.list_tokens(session)
 
-    @delete("/{token_id:int}", sync_to_thread=True, status_code=200, summary="Revoke a token (admin)")
-    def revoke(self, request: Request[Any, Any, Any], token_id: int) -> dict[str, Any]:
-        principal_of(request).require_admin()
+    @delete("/{token_id:int}", sync_to_thread=True, status_code=200, summary="Revoke a token (admin)",
+            responses=errors(401, 403, 404))
+    def revoke(self, request: Request[Any, Any, Any],
+               token_id: Annotated[int, Parameter(ge=1, le=MAX_ID)]) -> dict[str, Any]:
         with catalogue_of(request).session() as session:
             return auth.token_view(auth.revoke_token(session, token_id))
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """A single ``bytes=a-b`` range as (start, length); None when it cannot be satisfied."""
-    match = _RANGE.fullmatch(header.strip())
-    if not match or (not match[1] and not match[2]):
-        return None
-    if not match[1]:  # suffix range: the last N bytes
-        length = min(int(match[2]), size)
-        return (size - length, length) if length > 0 else None
-    start = int(match[1])
-    end = min(int(match[2]), size - 1) if match[2] else size - 1
-    if start >= size or end < start:
-        return None
-    return start, end - start + 1
-
-
-def _iterate(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    yield from chunks

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.template import TemplateConfig
@@ -17,7 +19,9 @@ from pseudoword.registry.service.api import BlobsController, EmbeddingsControlle
 from pseudoword.registry.service.catalogue import Catalogue
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
+from pseudoword.registry.service.http import ALL_HEADERS, RegistryApp, read_timeout_middleware
 from pseudoword.registry.service.observability import configure_logging, request_id_middleware
+from pseudoword.registry.service import ratelimit
 from pseudoword.registry.service.resolve_cache import ResolveCache, watcher_for
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import open_store
@@ -34,11 +38,18 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["probes"], sync_to_thread=True)
+@get("/readyz", tags=["probes"], sync_to_thread=True,
+     responses={503: ResponseSpec(data_container=dict[str, Any], description="Not ready: see the failing check")})
 def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Readiness: the database and the blob store are reachable."""
+    """Readiness: the database answers and the data directory's disk has room (else 503). The blob
+    store is reported too, but a replica without it stays ready ("degraded"): every replica shares
+    the one store, so dropping them all from the load balancer would take search, model pages and
+    resolve down with it, while downloads already answer 503 on their own."""
     catalogue: Catalogue = request.app.state.catalogue
     checks: dict[str, str] = {}
+    free = shutil.disk_usage(catalogue.settings.data_dir).free
+    minimum = catalogue.settings.min_free_bytes
+    checks["disk"] = "ok" if free >= minimum else f"low: {free} bytes free, at least {minimum} needed"
     try:
         with catalogue.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -50,8 +61,9 @@ def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         checks["storage"] = "ok"
     except PseudowordError as exc:
         checks["storage"] = f"unavailable: {exc.message}"
-    ready = all(value == "ok" for value in checks.values())
-    return Response({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+    ready = checks["database"] == "ok" and checks["disk"] == "ok"
+    status = "unavailable" if not ready else "ready" if checks["storage"] == "ok" else "degraded"
+    return Response({"status": status, "checks": checks, "disk_free_bytes": free}, status_code=200 if ready else 503)
 
 
 class MetricsController(PrometheusController):
@@ -65,22 +77,26 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     engine = make_engine(settings.effective_database_url)
     if run_migrations:
         migrate(engine)
-    store = open_store(settings.effective_storage_url, settings.s3_access_key, settings.s3_secret_key)
+    store = open_store(settings.effective_storage_url, settings.s3_access_key, settings.s3_secret_key,
+                       timeout=settings.storage_timeout)
     catalogue = Catalogue(engine, store, settings,
                           ResolveCache(watcher_for(engine)) if settings.resolve_cache else None)
     prometheus = PrometheusConfig(app_name="pseudoword", prefix="pseudoword", group_path=True,
                                   exclude=["/metrics"])
-    app = Litestar(
+    app = RegistryApp(
         route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, TokensController,
                         Cataloguepages, MetricsController],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_id_middleware, prometheus.middleware],
+        middleware=[request_id_middleware, prometheus.middleware, *ratelimit.middleware(settings),
+                    read_timeout_middleware(settings.read_timeout)],
+        stores={ratelimit.STORE_NAME: ratelimit.open_store(settings.rate_limit_store)},
+        response_headers=ALL_HEADERS,
         openapi_config=OpenAPIConfig(title="pseudoword registry", version="1.0.0",
                                      description="A registry for textual-inversion embeddings."),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         request_max_body_size=settings.max_upload_bytes + _BODY_OVERHEAD,
         multipart_form_part_limit=8,
-        on_shutdown=[catalogue.resolve_cache.close, engine.dispose],
+        on_shutdown=[catalogue.close, engine.dispose],
         debug=False,
     )
     app.state.catalogue = catalogue

@@ -20,12 +20,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from pseudoword.registry.core.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from pseudoword.registry.core.refs import SOURCE_RE
+from pseudoword.registry.core.refs import parse_source
+from pseudoword.registry.core.text import check_text
 from pseudoword.registry.service.db import migration_lock
 from pseudoword.registry.service.models import Token, utcnow
 
 TOKEN_PREFIX = "pw_"
-_SOURCE = __import__("re").compile(SOURCE_RE)
+MAX_TOKEN_NAME = 128
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,15 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
 def create_token(session: Session, *, source: str | None, admin: bool, name: str = "",
                  secret: str | None = None) -> tuple[Token, str]:
     """Create a token; the secret is returned once and never stored."""
-    if source is not None and not _SOURCE.fullmatch(source):
-        raise InvalidRequest(f"invalid source {source!r}: lowercase letters, digits, '_' or '-', at most 64")
+    if source is not None:
+        parse_source(source)
     if source is None and not admin:
         raise InvalidRequest("a token needs a source, or must be an admin token")
+    if len(name) > MAX_TOKEN_NAME:
+        raise InvalidRequest(f"token name is {len(name)} characters; at most {MAX_TOKEN_NAME} allowed")
+    check_text(name, "token name")
     secret = secret or new_secret()
-    token = Token(name=name[:128], token_hash=hash_secret(secret), source=source, admin=admin)
+    token = Token(name=name, token_hash=hash_secret(secret), source=source, admin=admin)
     session.add(token)
     session.commit()
     session.refresh(token)
@@ -89,6 +93,10 @@ def revoke_token(session: Session, token_id: int) -> Token:
         session.add(token)
         session.commit()
     return token
+
+
+def list_tokens(session: Session) -> list[dict[str, object]]:
+    return [token_view(t) for t in session.execute(select(Token).order_by(Token.id)).scalars().all()]
 
 
 def token_view(token: Token) -> dict[str, object]:
@@ -126,6 +134,7 @@ def bootstrap_admin(engine: Engine, data_dir: Path, token_file: Path | None) -> 
     return secret
 
 
-def print_once(secret: str, path: Path) -> None:
-    print(f"Created the admin token (shown once, also saved to {path} with mode 0600):\n{secret}",
+def announce_admin_token(path: Path) -> None:
+    """Say where the new admin token is; the secret itself never goes to a terminal or a log."""
+    print(f"Created the first admin token: it is in {path} (mode 0600, readable by this user only)",
           file=sys.stderr, flush=True)

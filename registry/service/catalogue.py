@@ -1,19 +1,25 @@
-"""The catalogue's service layer: publish, look up, resolve, yank. Controllers stay thin over it.
+"""The catalogue's service layer: publish, look up, resolve, yank, gc. Controllers stay thin over it.
 
 Publish order (DESIGN): validate, write the blob (content-addressed, idempotent), then commit the
 row. A crash between the two leaves an orphan blob, which is harmless and `gc` removes.
+
+Publish and gc cannot lose an acknowledged blob: gc leaves blobs younger than its grace period
+(a blob written or rewritten by a publish is young), and deletes each orphan only while it holds
+the blob lock against committing publishes, after checking again that no row refers to it; a
+publish checks after its commit that its blob is still there and writes it again if not. The
+same check heals a version whose blob went missing when its ID and content are published again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-import re
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -33,16 +39,19 @@ from pseudoword.registry.core.errors import (
     InvalidRequest,
     NotFound,
     PseudowordError,
+    TooLarge,
 )
 from pseudoword.registry.core.limits import Limits
 from pseudoword.registry.core.refs import HASH_LENGTHS
+from pseudoword.registry.core.text import check_text
+from pseudoword.registry.service.download_counts import DownloadCounter
 from pseudoword.registry.service.models import Model, Source, Version, utcnow
 from pseudoword.registry.service.resolve_cache import NoWatcher, ResolveCache
-from pseudoword.registry.service.search import index_model
+from pseudoword.registry.service.search import KINDS, TAG, index_model
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import BlobStore
+from pseudoword.registry.service.storage_guard import GuardedStore
 
-KINDS = ("positive", "negative")
 _V, _M = Version.__table__, Model.__table__  # type: ignore[attr-defined]
 # Read statements, built once and run with Core on a plain connection: resolve is on the path of
 # every generation request, and building ORM statements and loading ORM objects was most of its cost.
@@ -60,7 +69,9 @@ _Q_HASH_PREFIX = (select(_V).where(  # a range, so the indexes serve the prefix 
     | ((_V.c.original_sha256 >= bindparam("low")) & (_V.c.original_sha256 < bindparam("high"))))
     .order_by(*_HASH_ORDER).limit(1))
 _Q_BY_IDS = select(_V).where(_V.c.id.in_(bindparam("ids", expanding=True)))
-_TAG = re.compile(r"[a-z0-9][a-z0-9 ._+-]*")
+_Q_BLOB = select(_V.c.size).where(_V.c.sha256 == bindparam("digest")).limit(1)
+#: Key of the PostgreSQL advisory lock between gc's deletions (exclusive) and publishes' commits (shared).
+_BLOB_LOCK_KEY = 0x70776263  # "pwbc"
 #: Test hook: stop the process between blob write and row commit (crash-safety test).
 CRASH_HOOK = "PSEUDOWORD_TEST_CRASH_AFTER_BLOB"
 
@@ -73,6 +84,7 @@ class PublishRequest:
     tags: tuple[str, ...] = ()
     title: str = ""
     description: str = ""
+    ecosystem: str | None = None  # the architecture a full AIR asked for; the file must match
 
 
 def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishRequest:
@@ -83,8 +95,10 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
         raise InvalidRequest(f"metadata is {len(raw)} bytes; at most {settings.max_metadata_bytes} allowed")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"metadata is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("metadata is nested too deeply") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or a number past Python's digit limit
+        raise InvalidRequest(f"metadata is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("metadata must be a JSON object")
     unknown = set(data) - {"id", "trigger", "kind", "tags", "title", "description"}
@@ -97,7 +111,7 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
             raise InvalidRequest(f"metadata '{name}' must be a string")
         if len(value) > limit:
             raise InvalidRequest(f"metadata '{name}' is {len(value)} characters; at most {limit} allowed")
-        return value.strip()
+        return check_text(value.strip(), f"metadata '{name}'", multiline=name == "description")
 
     ref_text = data.get("id")
     if not isinstance(ref_text, str):
@@ -113,8 +127,8 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
         raise InvalidRequest(f"{len(tags)} tags; at most {settings.max_tags} allowed")
     clean_tags = []
     for tag in tags:
-        tag = tag.strip().lower()
-        if not tag or len(tag) > settings.max_tag_length or not _TAG.fullmatch(tag):
+        tag = check_text(tag.strip().lower(), "metadata 'tags'")
+        if not tag or len(tag) > settings.max_tag_length or not TAG.fullmatch(tag):
             raise InvalidRequest(f"invalid tag {tag[:80]!r}: letters, digits, space, '.', '_', '+', '-'; "
                                  f"at most {settings.max_tag_length} characters")
         clean_tags.append(tag)
@@ -125,6 +139,7 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
         id=str(ref), trigger=trigger, kind=kind, tags=tuple(dict.fromkeys(clean_tags)),
         title=text_field("title", settings.max_title_length),
         description=text_field("description", settings.max_description_length),
+        ecosystem=ref.ecosystem,
     )
 
 
@@ -158,16 +173,45 @@ def record(version: Version | Row[Any]) -> dict[str, Any]:
         "yanked_reason": version.yanked_reason,
         "created_at": _iso(version.created_at),
         "downloads": version.downloads,
-        "download_url": f"/api/v1/blobs/{version.sha256}",
+        "download_url": download_path(version.source, version.model, version.version),
     }
+
+
+def resolved_record(version: Version | Row[Any]) -> dict[str, Any]:
+    """What resolve answers (and its cache holds): the record without the download counter, which
+    moves with every download and is not part of what a ref resolves to."""
+    answer = record(version)
+    del answer["downloads"]
+    return answer
+
+
+def download_path(source: str, model: str, version: str) -> str:
+    """The per-version download route: file name, trigger inside and count belong to this version."""
+    return f"/api/v1/embeddings/{source}/{model}/{version}/download"
+
+
+@dataclass
+class GcReport:
+    """What one gc run found and did: ``removed`` is exactly what it deleted."""
+
+    orphans: list[str] = field(default_factory=list)  # blobs no version refers to
+    removed: list[str] = field(default_factory=list)
+    young: list[str] = field(default_factory=list)  # orphans kept: younger than the grace period
+    temporaries_removed: list[str] = field(default_factory=list)
+    grace_seconds: float = 0.0
+    dry_run: bool = False
 
 
 class Catalogue:
     def __init__(self, engine: Engine, store: BlobStore, settings: Settings,
                  resolve_cache: ResolveCache | None = None) -> None:
-        self.engine, self.store, self.settings = engine, store, settings
+        self.engine, self.settings = engine, settings
+        self.store = store if isinstance(store, GuardedStore) else GuardedStore(
+            store, threads=settings.storage_threads, timeout=settings.storage_timeout,
+            failures=settings.storage_breaker_failures, cooldown=settings.storage_breaker_seconds)
         self.limits = Limits(max_file_bytes=settings.max_upload_bytes)
         self.resolve_cache = resolve_cache or ResolveCache(NoWatcher())
+        self.downloads = DownloadCounter(engine, settings.download_count_interval)
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -184,25 +228,36 @@ class Catalogue:
     # -- publish ----------------------------------------------------------------------------------
 
     def publish(self, request: PublishRequest, data: bytes, filename: str | None) -> tuple[dict[str, Any], bool]:
-        """Publish a version; returns (record, created). Same ID + same content is a no-op."""
+        """Publish a version; returns (record, created). Same ID + same content is a no-op (that
+        also writes the blob again if it went missing)."""
         ref = parse_model_ref(request.id, require_version=True)
         emb = read_embedding(data, filename=filename, limits=self.limits)
+        if request.ecosystem is not None and request.ecosystem != emb.architecture:
+            raise ArchitectureMismatch(
+                f"the ID asks for {request.ecosystem} (urn:air:{request.ecosystem}:...) but the file is {emb.architecture}",
+                {"requested": request.ecosystem, "found": emb.architecture})
         canonical = canonical_bytes(emb)
         stored, original = file_hashes(canonical), file_hashes(data)
         with self.session() as session:
             existing = self._find_version(session, ref)
             if existing is not None:
-                return self._same_or_conflict(existing, stored.sha256), False
+                return self._same_or_conflict(existing, stored.sha256, canonical), False
+        trigger = request.trigger or check_text(default_trigger(emb, filename), "the file name")
+        training_metadata = json.dumps(emb.metadata, sort_keys=True)
+        carried = sum(map(len, (trigger, request.title, request.description, training_metadata, *request.tags)))
+        if carried > self.settings.max_record_chars:
+            raise TooLarge(f"the record would carry {carried} characters of text; at most "
+                           f"{self.settings.max_record_chars} allowed", {"characters": carried})
         self.store.put(stored.sha256, canonical)
         if os.environ.get(CRASH_HOOK) == "1":
             os._exit(17)
         version = Version(
             model_id=0, source=ref.source, model=ref.model, version=ref.version or "",
             architecture=emb.architecture, vectors=emb.num_vectors, dtype=emb.dtype, kind=request.kind,
-            trigger=request.trigger or default_trigger(emb, filename),
+            trigger=trigger,
             tags=json.dumps(list(request.tags)), title=request.title, description=request.description,
             sha256=stored.sha256, size=len(canonical), original_sha256=original.sha256, original_size=len(data),
-            original_format=emb.source_format, training_metadata=json.dumps(emb.metadata, sort_keys=True),
+            original_format=emb.source_format, training_metadata=training_metadata,
         )
         for _attempt in range(3):
             with self.session() as session:
@@ -212,19 +267,35 @@ class Catalogue:
                     session.add(version)
                     session.flush()
                     self._refresh_latest(session, model)
+                    self._lock_blobs(session, exclusive=False)
                     session.commit()
                     self.resolve_cache.changed()
+                    self._ensure_blob(stored.sha256, canonical)
                     return record(version), True
                 except IntegrityError:
                     session.rollback()
                     existing = self._find_version(session, ref)
                     if existing is not None:  # a concurrent publish of the same ID won the race
-                        return self._same_or_conflict(existing, stored.sha256), False
+                        return self._same_or_conflict(existing, stored.sha256, canonical), False
                     version = Version.model_validate(version.model_dump(exclude={"id"}))
         raise Conflict(f"could not publish {ref}: concurrent changes kept conflicting; try again")
 
-    @staticmethod
-    def _same_or_conflict(existing: Version, sha256: str) -> dict[str, Any]:
+    def _ensure_blob(self, sha256: str, canonical: bytes) -> None:
+        """After a commit: the row's blob is there (a gc deletion that raced the commit is undone)."""
+        if self.store.size(sha256) != len(canonical):
+            self.store.put(sha256, canonical)
+
+    def _lock_blobs(self, session: Session, *, exclusive: bool) -> None:
+        """Order gc's deletions against publishes' commits. PostgreSQL: an advisory lock, shared by
+        publishes, exclusive for gc. SQLite: commits take the database's one write lock anyway, so
+        gc takes it (BEGIN IMMEDIATE) and publishes need nothing more."""
+        if self.engine.dialect.name == "postgresql":
+            lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+            session.execute(select(lock(_BLOB_LOCK_KEY)))
+        elif exclusive:
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _same_or_conflict(self, existing: Version, sha256: str, canonical: bytes) -> dict[str, Any]:
         if existing.sha256 != sha256:
             ref = f"{existing.source}:{existing.model}@{existing.version}"
             raise Conflict(
@@ -232,6 +303,7 @@ class Catalogue:
                 "published versions are immutable: publish a new version",
                 {"id": ref, "sha256": existing.sha256},
             )
+        self._ensure_blob(sha256, canonical)
         return record(existing)
 
     def _model_for(self, session: Session, ref: ModelRef) -> Model:
@@ -249,7 +321,15 @@ class Catalogue:
         return model
 
     def _refresh_latest(self, session: Session, model: Model) -> None:
-        """Point the model at its newest unyanked version and refresh its search entry."""
+        """Point the model at its newest unyanked version and refresh its search entry.
+
+        Under the model's row lock (PostgreSQL; SQLite's writers already hold the one write lock
+        here, after their first write), so concurrent publishes and yanks of one model take turns
+        and the last to commit computes ``latest`` with every other's change visible."""
+        if self.engine.dialect.name == "postgresql":
+            # NO KEY UPDATE: it does not conflict with the KEY SHARE lock each writer's version row
+            # already holds on the model through its foreign key (FOR UPDATE would deadlock there).
+            session.execute(select(Model.id).where(Model.id == model.id).with_for_update(key_share=True))  # type: ignore[arg-type]
         latest = session.execute(
             select(Version).where(Version.model_id == model.id, Version.yanked.is_(False))  # type: ignore[attr-defined]
             .order_by(Version.created_at.desc(), Version.id.desc()).limit(1)  # type: ignore[union-attr,attr-defined]
@@ -300,7 +380,7 @@ class Catalogue:
     def resolve_one(self, connection: Connection, text: str) -> dict[str, Any]:
         ref = parse_ref(text)
         if isinstance(ref, HashRef):
-            return record(self._by_hash(connection, ref))
+            return resolved_record(self._by_hash(connection, ref))
         if ref.version is not None:
             version = connection.execute(_Q_VERSION, _ref_params(ref)).first()
             if version is None:
@@ -317,7 +397,7 @@ class Catalogue:
                 f"{text} asks for {ref.ecosystem} but {ref.source}:{ref.model}@{version.version} is {version.architecture}",
                 {"requested": ref.ecosystem, "stored": version.architecture},
             )
-        return record(version)
+        return resolved_record(version)
 
     def resolve_cached(self, refs: list[str]) -> list[dict[str, Any]] | None:
         """The answer from the resolve cache alone, or None when any ref needs the database."""
@@ -376,12 +456,16 @@ class Catalogue:
     # -- yank -------------------------------------------------------------------------------------
 
     def set_yanked(self, ref: ModelRef, yanked: bool, reason: str | None) -> dict[str, Any]:
+        reason = (reason or "").strip()
+        if len(reason) > self.settings.max_yank_reason_length:
+            raise InvalidRequest(f"reason is {len(reason)} characters; at most {self.settings.max_yank_reason_length} allowed")
+        check_text(reason, "reason")
         with self.session() as session:
             version = self._find_version(session, ref)
             if version is None:
                 raise NotFound(f"no version {ref}")
             version.yanked = yanked
-            version.yanked_reason = (reason or "").strip() or None if yanked else None
+            version.yanked_reason = reason or None if yanked else None
             session.add(version)
             session.flush()
             model = session.get(Model, version.model_id)
@@ -393,34 +477,61 @@ class Catalogue:
 
     # -- downloads and gc -------------------------------------------------------------------------
 
-    def blob_versions(self, sha256: str) -> list[Version]:
-        with self.session() as session:
-            return list(session.execute(
-                select(Version).where(Version.sha256 == sha256).order_by(Version.created_at, Version.id)  # type: ignore[arg-type]
-            ).scalars().all())
+    def version_row(self, ref: ModelRef) -> Row[Any]:
+        """The row of one version (what a download needs: digest, size, trigger, ids)."""
+        with self._reader() as connection:
+            version = connection.execute(_Q_VERSION, _ref_params(ref)).first()
+        if version is None:
+            raise NotFound(f"no version {ref}")
+        return version
 
-    def count_download(self, sha256: str) -> None:
-        with self.session() as session:
-            model_ids = session.execute(select(Version.model_id).where(Version.sha256 == sha256)).scalars().all()
-            session.execute(update(Version).where(Version.sha256 == sha256).values(downloads=Version.downloads + 1))
-            if model_ids:
-                session.execute(update(Model).where(Model.id.in_(set(model_ids))).values(downloads=Model.downloads + 1))  # type: ignore[union-attr]
-            session.commit()
-        self.resolve_cache.changed()
+    def blob_size(self, sha256: str) -> int | None:
+        """The size of a blob some version refers to (only such blobs are served), else None."""
+        with self._reader() as connection:
+            return connection.execute(_Q_BLOB, {"digest": sha256}).scalar()
 
-    def referenced_digests(self) -> set[str]:
-        with self.session() as session:
-            return set(session.execute(select(Version.sha256).distinct()).scalars().all())
+    def count_download(self, version: Version | Row[Any]) -> None:
+        """Count one finished download of ``version``: in memory now, in the catalogue within
+        ``download_count_interval`` seconds (download_counts.py)."""
+        self.downloads.add(version.id, version.model_id)
 
-    def gc(self, dry_run: bool = False) -> list[str]:
-        """Delete blobs no version refers to (orphans from interrupted publishes)."""
-        referenced = self.referenced_digests()
-        orphans = sorted(d for d in self.store.list_digests() if d not in referenced)
+    def gc(self, dry_run: bool = False, grace_seconds: float | None = None) -> GcReport:
+        """Delete blobs no version refers to (orphans from interrupted publishes) once they are
+        older than the grace period, and partial writes a crash left behind."""
+        grace = self.settings.gc_grace_seconds if grace_seconds is None else grace_seconds
+        report = GcReport(grace_seconds=grace, dry_run=dry_run)
+        with self.session() as session:
+            referenced = set(session.execute(select(Version.sha256).distinct()).scalars().all())
+        cutoff = time.time() - grace
+        for blob in sorted(self.store.list_blobs(), key=lambda b: b.sha256):
+            if blob.sha256 in referenced:
+                continue
+            report.orphans.append(blob.sha256)
+            if blob.modified > cutoff:
+                report.young.append(blob.sha256)
+            elif not dry_run and self._delete_orphan(blob.sha256, grace):
+                report.removed.append(blob.sha256)
         if not dry_run:
-            for digest in orphans:
-                if digest not in self.referenced_digests():  # re-check: a publish may have landed meanwhile
-                    self.store.delete(digest)
-        return orphans
+            report.temporaries_removed = self.store.remove_stale_temporaries(cutoff)
+        return report
+
+    def _delete_orphan(self, sha256: str, grace: float) -> bool:
+        """Delete one blob if, under the blob lock, no row refers to it and it is still old."""
+        with self.session() as session:
+            self._lock_blobs(session, exclusive=True)
+            if session.execute(select(Version.id).where(Version.sha256 == sha256).limit(1)).first():
+                return False  # a publish committed meanwhile
+            modified = self.store.modified(sha256)
+            if modified is None or modified > time.time() - grace:
+                return False  # rewritten meanwhile by a publish that has not committed yet
+            self.store.delete(sha256)
+            session.commit()
+        return True
+
+    def close(self) -> None:
+        self.downloads.close()
+        self.resolve_cache.close()
+        self.store.close()
 
 
 def _ref_params(ref: ModelRef) -> dict[str, str | None]:
@@ -434,4 +545,4 @@ def _iso(value: datetime | None) -> str | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
-__all__ = ["Catalogue", "PublishRequest", "parse_metadata", "record", "utcnow"]
+__all__ = ["Catalogue", "GcReport", "PublishRequest", "download_path", "parse_metadata", "record", "utcnow"]

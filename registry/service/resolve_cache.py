@@ -1,14 +1,17 @@
 """A per-process cache of resolved records, emptied whenever the catalogue changes.
 
 Resolve is the hot path of every inference service; with three refs per request the database
-lookups cost several times what the HTTP framing does (bench_registry). Records change only when
-a version is published, yanked or unyanked, or downloaded (its counter), so the cache keeps the
-answer for a ref text until any committed change to the catalogue is seen, by any process:
+lookups cost several times what the HTTP framing does (bench_registry). Resolved records change
+only when a version is published, yanked or unyanked (they carry no download count), so the cache
+keeps the answer for a ref text until any committed change to the catalogue is seen, by any
+process; a download counter moving is not such a change (migration 0004):
 
 - SQLite: ``PRAGMA data_version`` on a connection that never writes changes whenever another
-  connection (in this process or any other) has committed. Checked on every lookup; exact.
+  connection (in this process or any other) has committed; then ``catalogue_generation``, which
+  triggers move with every change but a counter's, says whether it was a catalogue change.
+  Checked on every lookup; exact.
 - PostgreSQL: a trigger sends ``NOTIFY pseudoword_catalogue`` with each committing change
-  (migration 0003) and a thread in each replica LISTENs. Another replica's change is seen as soon
+  (migrations 0003, 0004) and a thread in each replica LISTENs. Another replica's change is seen as soon
   as the notification arrives (milliseconds); while the listener is not connected the cache is
   bypassed, so a lost connection costs speed, never correctness.
 
@@ -59,11 +62,17 @@ class SqliteWatcher(_LocalCounter):
         # Never writes and never holds a transaction, so every other connection's commit moves data_version.
         self._connection = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._data_version: int | None = None
+        self._catalogue = 0
 
     def generation(self) -> Generation | None:
         with self._lock:
             (version,) = self._connection.execute("PRAGMA data_version").fetchone()
-        return version, self._local
+            if version != self._data_version:  # something was committed: was it a catalogue change?
+                (self._catalogue,) = self._connection.execute(
+                    "SELECT value FROM catalogue_generation WHERE id = 1").fetchone()
+                self._data_version = version
+        return self._catalogue, self._local
 
     def close(self) -> None:
         with self._lock:

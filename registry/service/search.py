@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session
 
+from pseudoword.registry.core.embedding import ARCHITECTURES
 from pseudoword.registry.core.errors import InvalidRequest
+from pseudoword.registry.core.refs import SOURCE_RE
 from pseudoword.registry.service.models import Model, Version
 
 SORTS = ("relevance", "newest", "downloads")
+KINDS = ("positive", "negative")
+#: What a tag may hold (publish normalises tags to it; the filter takes the same).
+TAG = re.compile(r"[a-z0-9][a-z0-9 ._+-]*")
+_SOURCE = re.compile(SOURCE_RE)
+#: The range of the integer columns a cursor's keys are compared with.
+_INT64 = (-(2**63), 2**63 - 1)
 #: Relevance ranks at most this many matches, the newest models among them. Scoring (BM25 on
 #: SQLite, ts_rank on PostgreSQL) costs about a microsecond per match, so a word in a third of
 #: a 100,000-model catalogue took 40-60 ms to rank; the newest matches come from the index's own
@@ -84,9 +94,11 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
         raise InvalidRequest(f"sort must be one of {', '.join(SORTS)}, not {query.sort!r}")
     if not 1 <= query.limit <= 100:
         raise InvalidRequest("limit must be between 1 and 100")
+    _check_filters(query)
     dialect = session.get_bind().dialect.name
     words = _WORD.findall(query.q or "")[:MAX_QUERY_WORDS]
     sort = query.sort if words or query.sort != "relevance" else "newest"
+    last = _decode_cursor(query.cursor, sort) if query.cursor else None  # before any early answer
     params: dict[str, Any] = {"limit": query.limit + 1}
     where = ["m.latest_version_id IS NOT NULL"]
     for column in ("architecture", "kind", "source"):
@@ -150,8 +162,7 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
     order = {"relevance": "r.rank ASC, r.id ASC", "newest": "r.created DESC, r.id DESC",
              "downloads": "r.downloads DESC, r.id DESC"}[sort]
     outer_where = ""
-    if query.cursor:
-        last = _decode_cursor(query.cursor, sort)
+    if last is not None:
         params["c_id"] = last["id"]
         if sort == "relevance":
             params["c_key"] = float(last["key"])
@@ -186,8 +197,25 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
     return [row.version_id for row in rows], next_cursor
 
 
+def _check_filters(query: Query) -> None:
+    """Filter values must be ones the catalogue can hold: anything else is a clear 400 (and never
+    reaches the database, which refuses some text outright, such as NUL on PostgreSQL)."""
+    if query.architecture and query.architecture not in ARCHITECTURES:
+        raise InvalidRequest(f"architecture must be one of {', '.join(ARCHITECTURES)}")
+    if query.kind and query.kind not in KINDS:
+        raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}")
+    if query.source and not _SOURCE.fullmatch(query.source):
+        raise InvalidRequest("source must be lowercase letters, digits, '_' or '-', at most 64")
+    if query.tag and not TAG.fullmatch(query.tag.lower()):
+        raise InvalidRequest("tag must be letters, digits, space, '.', '_', '+' or '-'")
+
+
 def _ts(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _is_int64(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and _INT64[0] <= value <= _INT64[1]
 
 
 def _encode_cursor(sort: str, key: Any, model_id: int) -> str:
@@ -201,14 +229,19 @@ def _decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
         data = json.loads(raw)
         if data["s"] != sort:
             raise ValueError("sort changed")
-        if not isinstance(data["i"], int) or isinstance(data["k"], (list, dict)) or data["k"] is None:
-            raise ValueError("bad cursor")
+        key, model_id = data["k"], data["i"]
+        if not _is_int64(model_id):
+            raise ValueError("bad cursor id")
         if sort == "relevance":
-            float(data["k"])
+            if isinstance(key, bool) or not isinstance(key, (int, float)) or not math.isfinite(key):
+                raise ValueError("bad cursor key")
         elif sort == "downloads":
-            int(data["k"])
-        elif not isinstance(data["k"], str):
-            raise ValueError("bad cursor")
-        return {"key": data["k"], "id": data["i"]}
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError, OverflowError):
+            if not _is_int64(key):
+                raise ValueError("bad cursor key")
+        else:
+            if not isinstance(key, str) or len(key) > 40:
+                raise ValueError("bad cursor key")
+            datetime.fromisoformat(key)  # a timestamp, as the database compares it (kept as written)
+        return {"key": key, "id": model_id}
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError):
         raise InvalidRequest("invalid cursor: pass the next_cursor of the previous page with the same sort") from None

@@ -10,11 +10,13 @@ from litestar.response import Template
 
 from pseudoword.registry.core.errors import InvalidRequest, PseudowordError
 from pseudoword.registry.core.refs import parse_model_ref
+from pseudoword.registry.service.http import PAGE_HEADERS
 from pseudoword.registry.service.search import Query, search
 
 
 class Cataloguepages(Controller):
     include_in_schema = False
+    response_headers = PAGE_HEADERS
 
     @get("/", sync_to_thread=True)
     def index(self, request: Request[Any, Any, Any],

@@ -543,7 +543,8 @@ def run_backend(name: str, args: argparse.Namespace, data: CatalogueData) -> dic
     server = None
     result: dict[str, Any] = {"backend": name}
     try:
-        env: dict[str, str] = {}
+        # Test servers run without rate limits; a budget no client reaches measures the limiter's cost.
+        env: dict[str, str] = {"PSEUDOWORD_RATE_LIMIT": args.rate_limit}
         if name == "postgres":
             database_url = create_database()
             env["PSEUDOWORD_DATABASE_URL"] = database_url
@@ -630,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishes", type=int, default=200, help="publishes per mode (default 200)")
     parser.add_argument("--publish-clients", type=int, default=8, help="concurrent publishers (default 8)")
     parser.add_argument("--search-repeats", type=int, default=8, help="passes over the query mix (default 8)")
+    parser.add_argument("--rate-limit", default="off",
+                        help="PSEUDOWORD_RATE_LIMIT of the server (default off; e.g. 10000000/second: the limiter's cost)")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.loadgen:

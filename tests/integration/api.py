@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -49,3 +51,15 @@ def torch_file(obj: Any) -> bytes:
 
 def error_code(response: httpx.Response) -> str:
     return str(response.json()["error"]["code"])
+
+
+def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """The first truthy result of ``check`` within ``timeout`` seconds (download counts are
+    written in batches, a fifth of a second apart on test servers); fails with the last one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, f"still {result!r} after {timeout} s"
+            return result
+        time.sleep(0.05)

@@ -19,7 +19,15 @@ PG_ADMIN_URL = os.environ.get("PSEUDOWORD_TEST_PG", "postgresql://postgres@127.0
 S3_KEY, S3_SECRET = "test-access-key", "test-secret-key-0123456789"
 _SCRUB = ("PSEUDOWORD_DATABASE_URL", "PSEUDOWORD_STORAGE_URL", "PSEUDOWORD_S3_ACCESS_KEY", "PSEUDOWORD_S3_SECRET_KEY",
           "PSEUDOWORD_ADMIN_TOKEN_FILE", "PSEUDOWORD_PRESIGNED_DOWNLOADS", "PSEUDOWORD_REGISTRY", "PSEUDOWORD_TOKEN",
-          "PSEUDOWORD_DATA_DIR", "PSEUDOWORD_TEST_CRASH_AFTER_BLOB")
+          "PSEUDOWORD_DATA_DIR", "PSEUDOWORD_TEST_CRASH_AFTER_BLOB", "PSEUDOWORD_GC_GRACE_SECONDS",
+          "PSEUDOWORD_STORAGE_TIMEOUT", "PSEUDOWORD_STORAGE_BREAKER_SECONDS", "PSEUDOWORD_MIN_FREE_BYTES",
+          "PSEUDOWORD_DOWNLOAD_COUNT_INTERVAL", "PSEUDOWORD_RATE_LIMIT", "PSEUDOWORD_PUBLISH_RATE_LIMIT",
+          "PSEUDOWORD_RATE_LIMIT_STORE", "PSEUDOWORD_READ_TIMEOUT")
+#: Test servers: no rate limits (a test that wants one sets it), download counts written within
+#: a fifth of a second (tests read them back), a short read timeout and storage deadline.
+TEST_DEFAULTS = {"PSEUDOWORD_RATE_LIMIT": "off", "PSEUDOWORD_PUBLISH_RATE_LIMIT": "off",
+                 "PSEUDOWORD_DOWNLOAD_COUNT_INTERVAL": "0.2", "PSEUDOWORD_READ_TIMEOUT": "5",
+                 "PSEUDOWORD_STORAGE_TIMEOUT": "4", "PSEUDOWORD_STORAGE_BREAKER_SECONDS": "2"}
 
 
 def free_port() -> int:
@@ -118,7 +126,7 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, port: 
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     env = {key: value for key, value in os.environ.items() if key not in _SCRUB}
-    env.update({"PSEUDOWORD_DATA_DIR": str(data_dir), "PSEUDOWORD_LOG_LEVEL": "INFO"})
+    env.update({"PSEUDOWORD_DATA_DIR": str(data_dir), "PSEUDOWORD_LOG_LEVEL": "INFO", **TEST_DEFAULTS})
     env.update(extra_env or {})
     log = data_dir / f"server-{port}.log"
     process = subprocess.Popen(

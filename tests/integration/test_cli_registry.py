@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 
 from pseudoword.cli.import_folder import model_slug, trigger_from_stem
 from pseudoword.registry.core import read_embedding
+from tests.integration.api import eventually
 from tests.integration.cli_server import Cli, cli, live_registry  # noqa: F401  (fixtures)
 
 SOURCE = "corpus"
@@ -197,6 +199,9 @@ def test_pull_counts_a_download_and_uses_the_cache(imported, cli, tmp_path, live
     cache = tmp_path / "cache"
     assert cli("pull", ref, "--to", tmp_path / "a", "--cache-dir", cache).exit_code == 0
     assert cli("pull", ref, "--to", tmp_path / "b", "--cache-dir", cache).exit_code == 0
+    # Counts are written in batches: wait for the first pull's, then make sure no second one comes.
+    eventually(lambda: cli("show", ref, "--json").json()["downloads"] >= before + 1)
+    time.sleep(0.5)
     assert cli("show", ref, "--json").json()["downloads"] == before + 1, "the second pull came from the cache"
     digest = cli("show", ref, "--json").json()["sha256"]
     assert (cache / "blobs" / "sha256" / digest[:2] / digest).is_file()

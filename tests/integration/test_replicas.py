@@ -27,7 +27,7 @@ import pytest
 from pseudoword.registry.client import RegistryClient
 from pseudoword.registry.core import read_embedding
 from tests.conftest import require
-from tests.integration.api import random_embedding, sdxl_embedding
+from tests.integration.api import eventually, random_embedding, sdxl_embedding
 from tests.integration.servers import (
     S3_KEY,
     S3_SECRET,
@@ -124,7 +124,7 @@ def test_replicas_started_together_migrate_and_bootstrap_exactly_once(cluster: C
     for name, server in cluster.replicas.items():
         ready = httpx.get(f"{server.url}/readyz", timeout=10)
         assert ready.status_code == 200, f"replica {name}: {ready.text}"
-        assert ready.json()["checks"] == {"database": "ok", "storage": "ok"}
+        assert ready.json()["checks"] == {"database": "ok", "storage": "ok", "disk": "ok"}
         # The admin token from the secret file works on every replica.
         with cluster.client(name) as client:
             tokens = client.list_tokens()
@@ -146,7 +146,7 @@ def test_a_publish_on_one_replica_is_resolvable_and_downloadable_on_the_others_a
     for name in ("b", "c"):
         with cluster.client(name) as client:
             for result in client.resolve([f"{source}:hands", f"{source}:hands@1"]):
-                assert result["record"] == {**record, "downloads": result["record"]["downloads"]}
+                assert result["record"] == {k: v for k, v in record.items() if k != "downloads"}
             assert client.get_version(f"{source}:hands@1")["sha256"] == record["sha256"]
             assert client.by_hash(record["autov2"])["id"] == record["id"]
             downloaded = client.download(record["sha256"])  # verifies the digest; c redirects
@@ -230,9 +230,10 @@ def test_a_presigned_redirect_fetches_exactly_the_canonical_bytes(cluster: Clust
     assert fetched.status_code == 200
     assert fetched.content == streamed.content and sha256(fetched.content) == digest
     assert len(fetched.content) == record["size"]
-    # The redirect counts as a download, on the shared catalogue.
+    # The redirect counts as a download, on the shared catalogue (each replica writes its counts
+    # in batches, a fifth of a second apart here).
     with cluster.client("a") as client:
-        assert client.get_version(record["id"])["downloads"] == 2
+        eventually(lambda: client.get_version(record["id"])["downloads"] == 2)
 
 
 def test_a_bad_blob_request_is_refused_the_same_way_with_redirects_on(cluster: Cluster) -> None:

@@ -127,11 +127,26 @@ def test_a_change_committed_elsewhere_is_never_answered_from_the_cache(
     writer.set_yanked(parse_model_ref("studio:moving@2"), True, "broken")
     assert _eventually(lambda: reader.resolve(["studio:moving@2"])[0]["record"]["yanked"] is True, is_sqlite)
     assert _latest_version(reader, "studio:moving") == "1"
-    # A download elsewhere: the counter in the record moves too.
-    pinned = reader.resolve(["studio:moving@1"])[0]["record"]
-    writer.count_download(pinned["sha256"])
-    assert _eventually(lambda: reader.resolve(["studio:moving@1"])[0]["record"]["downloads"] == pinned["downloads"] + 1,
-                       is_sqlite)
+
+
+def test_a_download_leaves_every_resolve_cache_as_it_was(replicas: tuple[Catalogue, Catalogue]) -> None:
+    """Download counts are no part of a resolved record: writing them runs no query in a reader."""
+    reader, writer = replicas
+    record = _heard(reader, lambda: _publish(writer, "studio:popular@1", seed=3))
+    refs = ["studio:popular", "studio:popular@1"]
+    first = reader.resolve(refs)
+    assert all("downloads" not in result["record"] for result in first)
+    statements = _statements(reader.engine)
+    for catalogue in (writer, reader):  # a download on another replica, and on this one
+        for _ in range(3):
+            catalogue.count_download(catalogue.version_row(parse_model_ref("studio:popular@1")))
+        assert catalogue.downloads.flush()
+    assert writer.get_version(parse_model_ref("studio:popular@1"))["downloads"] == 6
+    time.sleep(0 if reader.engine.dialect.name == "sqlite" else 0.5)  # a notification would have arrived
+    statements.clear()
+    assert reader.resolve(refs) == first
+    assert statements == [], "a download emptied the resolve cache"
+    assert record["sha256"] == first[1]["record"]["sha256"]
 
 
 def test_a_change_in_this_process_is_seen_by_its_next_resolve(database_url: str, tmp_path: Path) -> None:

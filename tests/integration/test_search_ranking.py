@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pseudoword.registry.core.refs import parse_model_ref
 from pseudoword.registry.service import search as search_module
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
 from pseudoword.registry.service.db import make_engine, migrate
@@ -80,7 +81,8 @@ def test_newest_and_downloads_see_every_match_whatever_the_plan(catalogue: Catal
     monkeypatch.setattr(search_module, "RELEVANCE_CANDIDATES", cap)
     assert _names(catalogue, q="style", sort="newest") == ["m5", "m4", "m3", "m2", "m1"]
     for _ in range(3):
-        catalogue.count_download(catalogue.resolve(["studio:m2"])[0]["record"]["sha256"])
-    catalogue.count_download(catalogue.resolve(["studio:m4"])[0]["record"]["sha256"])
+        catalogue.count_download(catalogue.version_row(parse_model_ref("studio:m2@1")))
+    catalogue.count_download(catalogue.version_row(parse_model_ref("studio:m4@1")))
+    assert catalogue.downloads.flush()
     assert _names(catalogue, q="style", sort="downloads") == ["m2", "m4", "m5", "m3", "m1"]
     assert _names(catalogue, q="unrelated", sort="downloads") == ["m6"]

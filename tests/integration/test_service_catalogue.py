@@ -10,7 +10,7 @@ import pytest
 from pseudoword.registry.client import RegistryClient
 from pseudoword.registry.core import read_embedding
 from pseudoword.registry.core.errors import Conflict, RemoteNotFound
-from tests.integration.api import get, publish, random_embedding, resolve, sdxl_embedding
+from tests.integration.api import eventually, get, publish, random_embedding, resolve, sdxl_embedding
 from tests.integration.servers import Server
 
 
@@ -124,7 +124,7 @@ def test_downloads_are_counted(registry: Server, source: str) -> None:
     record = publish(registry, random_embedding(seed=7), f"{source}:counted@1").json()
     for _ in range(3):
         get(registry, record["download_url"])
-    assert get(registry, f"/api/v1/embeddings/{source}/counted/1").json()["downloads"] == 3
+    eventually(lambda: get(registry, f"/api/v1/embeddings/{source}/counted/1").json()["downloads"] == 3)
     assert get(registry, f"/api/v1/embeddings/{source}/counted").json()["downloads"] == 3
 
 

@@ -1,5 +1,6 @@
 """An in-memory registry speaking the HTTP contract (resolve, blobs, by-hash), for resolver
-unit tests through a real ``RegistryClient`` on an ``httpx.MockTransport``.
+unit tests through a real ``RegistryClient`` on an ``httpx.MockTransport``; files by digest or
+by version (the route the resolver uses, so downloads count for the version).
 
 It counts requests, so tests can assert "one batch request" and "no download", and it can be
 told to serve corrupted bytes or to be unreachable.
@@ -38,7 +39,7 @@ class FakeRegistry:
 
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)  # "POST /api/v1/resolve", "GET /api/v1/blobs/..."
+    requests: list[str] = field(default_factory=list)  # "POST /api/v1/resolve", "GET /api/v1/embeddings/.../download"
     corrupt: bool = False  # serve wrong bytes for every blob
     down: bool = False  # every request fails to connect
     delay: float = 0.0  # seconds each blob download takes
@@ -58,7 +59,7 @@ class FakeRegistry:
             "original_format": "safetensors", "autov2": hashes.autov2, "a1111_hash": hashes.a1111, "metadata": {},
             "yanked": yanked, "yanked_reason": "bad" if yanked else None,
             "created_at": created_at or f"2026-01-01T00:00:{len(self.records):02d}Z", "downloads": 0,
-            "download_url": f"/api/v1/blobs/{hashes.sha256}",
+            "download_url": f"/api/v1/embeddings/{source}/{model}/{version}/download",
         }
         self.records[ref] = record
         self.blobs[hashes.sha256] = data
@@ -66,6 +67,10 @@ class FakeRegistry:
 
     def count(self, prefix: str) -> int:
         return sum(1 for r in self.requests if r.startswith(prefix))
+
+    def downloads(self) -> int:
+        """File downloads, by digest or by version."""
+        return sum(1 for r in self.requests if r.startswith("GET /api/v1/blobs/") or r.endswith("/download"))
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -104,8 +109,13 @@ class FakeRegistry:
         if request.method == "POST" and path == "/api/v1/resolve":
             refs = json.loads(request.content)["refs"]
             return httpx.Response(200, json={"results": [self._lookup(ref) for ref in refs]})
-        if request.method == "GET" and path.startswith("/api/v1/blobs/"):
-            digest = path.rsplit("/", 1)[1]
+        version_download = re.fullmatch(r"/api/v1/embeddings/([^/]+)/([^/]+)/([^/]+)/download", path)
+        if request.method == "GET" and (path.startswith("/api/v1/blobs/") or version_download):
+            if version_download:
+                record = self.records.get("{}:{}@{}".format(*version_download.groups()))
+                digest = record["sha256"] if record else ""
+            else:
+                digest = path.rsplit("/", 1)[1]
             if digest not in self.blobs:
                 return httpx.Response(404, json={"error": {"code": "not_found", "message": "no blob", "detail": {}}})
             time.sleep(self.delay)

@@ -47,7 +47,7 @@ def test_batch_resolution_downloads_each_blob_once_into_the_layout(registry, res
     assert [r.ref for r in resolved] == refs
     assert [r.id for r in resolved] == ["acme:style@1", "acme:xl@1", "acme:style@1", "acme:neg@1"]
     assert registry.count("POST /api/v1/resolve") == 1
-    assert registry.count("GET /api/v1/blobs/") == 3  # the repeated ref is fetched once
+    assert registry.downloads() == 3  # the repeated ref is fetched once
     for item in resolved:
         digest = item.record["sha256"]
         assert item.path == tmp_path / "cache" / "blobs" / "sha256" / digest[:2] / digest
@@ -69,7 +69,7 @@ def test_cached_exact_versions_need_no_network_but_unpinned_refs_ask(registry, r
     latest = resolver.resolve(["acme:style"])[0]
     assert latest.id == "acme:style@2", "unpinned means the newest non-yanked version"
     assert registry.count("POST /api/v1/resolve") == 1
-    assert registry.count("GET /api/v1/blobs/") == 1  # style@2 was not cached yet
+    assert registry.downloads() == 1  # style@2 was not cached yet
 
     registry.requests.clear()
     resolver.resolve(["acme:style"])
@@ -95,7 +95,7 @@ def test_corrupted_cache_file_is_detected_and_fetched_again(registry, resolver):
 
     registry.requests.clear()
     again = resolver.resolve(["acme:style@1"])[0]
-    assert registry.count("GET /api/v1/blobs/") == 1, "the corrupt file was downloaded again"
+    assert registry.downloads() == 1, "the corrupt file was downloaded again"
     assert again.path.read_bytes() == good
     assert again.embedding().num_vectors == 2
 

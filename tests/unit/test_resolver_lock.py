@@ -36,7 +36,7 @@ def test_refs_in_request_reads_single_batched_and_plain_forms():
 def test_lock_pins_the_latest_and_the_resolver_keeps_it_after_a_new_version(registry, tmp_path):
     with Resolver(registry.client(), cache_dir=tmp_path / "cache", offline=False) as resolver:
         records = resolver.lookup(["acme:style", "acme:other@1"])
-    assert registry.count("GET /api/v1/blobs/") == 0, "locking downloads nothing"
+    assert registry.downloads() == 0, "locking downloads nothing"
     lock = build_lock(zip(["acme:style", "acme:other@1"], records), "http://registry.test")
     assert lock["pins"]["acme:style"]["id"] == "acme:style@1"
     assert lock["pins"]["acme:style"]["sha256"] == registry.records["acme:style@1"]["sha256"]

@@ -82,7 +82,7 @@ def _resolve_in_process(cache_dir: str, queue) -> None:  # runs in a child proce
     fake.delay = 0.3  # a slow download, so the two processes overlap
     with Resolver(fake.client(), cache_dir=cache_dir, offline=False) as resolver:
         got = resolver.resolve(["acme:style@1", "acme:style@2", "acme:other@1"])
-    queue.put(([r.sha256 for r in got], fake.count("GET /api/v1/blobs/")))
+    queue.put(([r.sha256 for r in got], fake.downloads()))
 
 
 def test_two_processes_resolving_the_same_refs_leave_one_intact_entry(tmp_path):
