@@ -27,7 +27,7 @@ from typing import Any
 from rich.table import Column, Table
 from rich.text import Text
 
-from pseudoword.registry.core import canonical_bytes, parse_ref, read_embedding, read_file_bytes
+from pseudoword.registry.core import canonical_bytes, parse_ref, read_embedding, read_file_bytes, trigger_from_stem
 from pseudoword.registry.core.errors import (
     Conflict,
     Forbidden,
@@ -44,11 +44,6 @@ EMBEDDING_SUFFIXES = (".pt", ".bin", ".safetensors")
 FATAL = (Unauthorized, Forbidden, RegistryUnreachable, StorageUnavailable)
 _NEGATIVE = re.compile(r"(?i)negative|(?:^|[-_ .])neg(?:$|[-_ .])")
 RESOLVE_BATCH = 256
-
-
-def trigger_from_stem(stem: str) -> str:
-    """The file stem as one prompt word: whitespace and comma runs become ``-``."""
-    return re.sub(r"[\s,]+", "-", stem.strip()).strip("-")
 
 
 def model_slug(stem: str) -> str:

@@ -3,10 +3,11 @@
 Inference traffic repeats one side far more than the other: a service sends the same negative
 prompt ("lowres, bad anatomy", EasyNegative at -1) with prompt after prompt. AUTOMATIC1111 keeps
 the last negative conditioning for this reason and ComfyUI reuses an unchanged encode node.
-Here one side of one text encoder is the unit: its chunks (token ids, where each embedding's
-vectors go, their digests and |weight|), the layer read, and a fingerprint of the encoder's
-weights (as for ``z_empty``) make the key, so an in-place change to the encoder (a fused LoRA)
-is never answered from here.
+Here one side of one text encoder is the unit: its chunks (token ids, every position's written
+weight, where each embedding's vectors go, their digests and |weight|), the layer read, and a
+fingerprint of the encoder's state (as for ``z_empty``: its parameters, and every PEFT adapter's
+active set and scale) make the key, so an in-place change to the encoder (a fused LoRA) or an
+unfused LoRA switched or rescaled is never answered from here.
 
 A hit gives the same bits a miss computes: ``encode`` runs each side through the encoder on its
 own, never batched with the other side, because float results may depend on the batch's shape.

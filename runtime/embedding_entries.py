@@ -5,6 +5,11 @@ Each entry is ``{"model": REF, "weight": W}`` (resolved through the registry) or
 given for a reference too, to use another word than the published one. ``weight`` defaults to
 -1 for a version published as ``kind: negative`` and to 1 otherwise. Everything is checked
 before any tensor is touched, so a bad request changes nothing and costs little.
+
+Triggers follow the core's one rule (``registry.core.triggers``): a local file answers to its
+file name (stem, trimmed) unless the entry names a trigger, a registry version to its published
+trigger; the name stored inside the file is an alias that also matches (it travels in the
+canonical file's metadata, so a registry version has it too once its vectors are loaded).
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from typing import Any, Protocol
 
 import torch
 
-from pseudoword.registry.core import DEFAULT_LIMITS, default_trigger, read_embedding
+from pseudoword.registry.core import DEFAULT_LIMITS, read_embedding
 from pseudoword.registry.core.errors import InvalidRequest, InvalidWeight, LocalNotFound, TooLarge
+from pseudoword.registry.core.triggers import MAX_TRIGGER_CHARS, aliases_for, triggers_from
+from pseudoword.runtime.placement import Placement
 from pseudoword.runtime.text_stack import ARCH_DESCRIPTIONS, TextStack
 from pseudoword.runtime.vector_cache import DeviceVectors, VectorCache, to_device
 
 MAX_WEIGHT = 4.0
 #: Embeddings in one request (each also takes prompt positions, so real requests use a few).
 MAX_ENTRIES = 32
-MAX_TRIGGER_CHARS = 128
 _KEYS = {"model", "path", "trigger", "weight"}
 
 
@@ -65,15 +71,20 @@ class AppliedEmbedding:
     a1111_hash: str | None = None  # the short hash A1111 / Civitai know the file by
     path: str | None = None
     kind: str | None = None
+    placement: Placement | None = None  # where it went (set once the prompts are laid out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in self.__dict__.items() if value is not None}
+        out = {key: value for key, value in self.__dict__.items() if value is not None}
+        if self.placement is not None:
+            out["placement"] = self.placement.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
 class LoadedEmbedding:
     applied: AppliedEmbedding
     vectors: DeviceVectors
+    aliases: tuple[str, ...] = ()  # other words that call it (the name stored in the file...)
 
     @property
     def trigger(self) -> str:
@@ -213,7 +224,7 @@ def _from_registry(entry: EmbeddingEntry, item: Any, stack: TextStack, cache: Ve
     def load() -> DeviceVectors:
         emb = item.embedding()
         stack.check_architecture(described, emb.architecture, _describe(emb.architecture))
-        return DeviceVectors(to_device(emb.vectors, device, dtype), emb.architecture, emb.num_vectors, None)
+        return DeviceVectors(to_device(emb.vectors, device, dtype), emb.architecture, emb.num_vectors, emb.name)
 
     vectors = cache.get_or_load(("sha256", digest, str(device), dtype), load)
     trigger = entry.trigger or _record_trigger(record, entry)
@@ -243,22 +254,22 @@ def _from_path(entry: EmbeddingEntry, stack: TextStack, cache: VectorCache,
         data = path.read_bytes()
         emb = read_embedding(data, filename=path.name)
         stack.check_architecture(str(entry.path), emb.architecture, _describe(emb.architecture))
-        try:
-            trigger = default_trigger(emb, path.name)
-        except InvalidRequest:
-            trigger = None
         return DeviceVectors(to_device(emb.vectors, device, dtype), emb.architecture, emb.num_vectors,
-                             trigger, hashlib.sha256(data).hexdigest())
+                             emb.name, hashlib.sha256(data).hexdigest())
 
     vectors = cache.get_or_load(key, load)
     stack.check_architecture(str(entry.path), vectors.architecture, _describe(vectors.architecture))  # cached
-    trigger = entry.trigger or vectors.default_trigger or path.stem
+    if entry.trigger:
+        trigger, aliases = entry.trigger, aliases_for(entry.trigger, vectors.name or "")
+    else:
+        named = triggers_from(path.name, vectors.name)
+        trigger, aliases = named.trigger, named.aliases
     applied = AppliedEmbedding(
         label=str(entry.path), trigger=trigger, weight=_default_weight(entry, None),
         architecture=vectors.architecture, num_vectors=vectors.num_vectors, path=str(entry.path),
         sha256=vectors.sha256, a1111_hash=vectors.sha256[:12] if vectors.sha256 else None,
     )
-    return LoadedEmbedding(applied, vectors)
+    return LoadedEmbedding(applied, vectors, aliases)
 
 
 def _check_triggers(triggers: list[tuple[str, str]]) -> None:

@@ -4,10 +4,11 @@ It is also what every empty row of a request encodes to (an empty negative promp
 chunks that line up a long prompt's sides), so those rows are taken from here, not recomputed.
 
 ``z' = z_empty + (z - z_empty) * |W|`` needs the empty prompt encoded by the same encoder,
-layer and clip skip. It depends only on the encoder's weights, so it is computed once and kept
-per encoder (weakly: it goes when the encoder goes), keyed by a fingerprint of the weights
-(storage address and in-place version counter of every parameter) so that a LoRA fused into the
-encoder, or any other in-place change, gets a fresh one instead of a stale anchor.
+layer and clip skip. It depends only on the encoder's state, so it is computed once and kept
+per encoder (weakly: it goes when the encoder goes), keyed by a fingerprint of that state
+(storage address and in-place version counter of every parameter, and every PEFT adapter's
+active set and scale) so that a LoRA fused into the encoder, an unfused one whose scale or
+active set changes, or any other in-place change, gets a fresh one instead of a stale anchor.
 """
 
 from __future__ import annotations
@@ -35,8 +36,26 @@ _lock = threading.Lock()
 
 
 def weights_fingerprint(encoder: torch.nn.Module) -> int:
-    """Changes whenever any parameter is replaced or written in place (for cache keys)."""
-    return hash(tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in encoder.parameters()))
+    """Changes whenever any parameter is replaced or written in place, or any adapter is
+    switched, enabled, disabled, merged or rescaled (for cache keys)."""
+    parameters = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in encoder.parameters())
+    return hash((parameters, adapter_state(encoder)))
+
+
+def adapter_state(encoder: torch.nn.Module) -> tuple[Any, ...]:
+    """What an unfused adapter's output depends on beyond its parameters: for every PEFT tuner
+    layer (LoRA, LoHa, LoKr... as ``load_lora_weights`` and ``set_adapters`` manage them) its
+    active adapters, whether adapters are disabled, which are merged, and their scales. Changing
+    a scale touches no parameter, so the parameter part of the fingerprint cannot see it."""
+    state = []
+    for name, module in encoder.named_modules():
+        if not (hasattr(module, "active_adapters") and hasattr(module, "merged_adapters")):
+            continue
+        scaling = getattr(module, "scaling", None)
+        scales = tuple(sorted((str(k), float(v)) for k, v in scaling.items())) if isinstance(scaling, dict) else ()
+        state.append((name, tuple(module.active_adapters), bool(getattr(module, "disable_adapters", False)),
+                      tuple(module.merged_adapters), scales))
+    return tuple(state)
 
 
 def empty_encoding(encoder: Any, tokenizer: Any, *, read_at: int, final_norm: bool, pooled: bool) -> EmptyEncoding:

@@ -28,7 +28,7 @@ class DeviceVectors:
     vectors: dict[str, torch.Tensor]  # "emb_params" or "clip_l" + "clip_g", each [n, d]
     architecture: str
     num_vectors: int
-    default_trigger: str | None = None  # the name stored in the file, else the file stem (local files)
+    name: str | None = None  # the name stored in the file (an alias of its trigger)
     sha256: str | None = None  # of the file read (local files; registry entries have the record's)
 
 

@@ -1,9 +1,8 @@
 """Small Stable Diffusion pipelines built from configs, for the runtime's tests and benchmarks.
 
-No weights can be downloaded here, so the text encoders are random but have the real widths
-(CLIP-L 768, OpenCLIP-H 1024, OpenCLIP-bigG 1280 with a 1280 projection) and the real corpus
-tokenizer; UNet and VAE are tiny so a 2-step 64x64 generation takes a fraction of a second.
-The number of text-encoder layers is a parameter: 2 for tests, 12 for the benchmark.
+The builders live in the package (``pseudoword.runtime.demo_pipeline``, also behind
+``pseudoword demo-pipeline``); here the tests build them with the corpus tokenizer, 2 text-encoder
+layers for tests and 12 for the benchmark, and keep one seeded instance of each per process.
 """
 
 from __future__ import annotations
@@ -14,148 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from diffusers import (
-    AutoencoderKL,
-    EulerDiscreteScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-    UNet2DConditionModel,
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+from pseudoword.runtime.demo_pipeline import (  # noqa: F401 - re-exported for the tests and benchmarks
+    _scheduler,
+    _unet,
+    _vae,
+    build_sd1,
+    build_sd2,
+    build_sdxl,
+    text_config,
+    text_encoder,
+    tokenizer,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-VOCAB = 49408
-BOS, EOS = 49406, 49407
-
-#: Text-encoder shapes of the real checkpoints (hidden, heads, mlp, activation).
-TEXT_SHAPES: dict[str, tuple[int, int, int, str]] = {
-    "clip_l": (768, 12, 3072, "quick_gelu"),  # SD 1.x, SDXL's first encoder
-    "open_clip_h": (1024, 16, 4096, "gelu"),  # SD 2.x
-    "open_clip_g": (1280, 20, 5120, "gelu"),  # SDXL's second encoder
-}
-
-
-def text_config(shape: str, layers: int, projection_dim: int | None = None) -> CLIPTextConfig:
-    hidden, heads, mlp, act = TEXT_SHAPES[shape]
-    return CLIPTextConfig(
-        vocab_size=VOCAB,
-        hidden_size=hidden,
-        intermediate_size=mlp,
-        num_attention_heads=heads,
-        num_hidden_layers=layers,
-        max_position_embeddings=77,
-        hidden_act=act,
-        projection_dim=projection_dim or hidden,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-        pad_token_id=1,
-    )
-
-
-def _seeded(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
-def text_encoder(shape: str, layers: int, *, seed: int, with_projection: bool = False) -> torch.nn.Module:
-    """A random CLIP text encoder of real width (float32, eval mode)."""
-    _seeded(seed)
-    config = text_config(shape, layers, projection_dim=1280 if with_projection else None)
-    model = CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
-    return model.eval()
-
-
-def _unet(cross_attention_dim: int, *, sdxl: bool, seed: int) -> UNet2DConditionModel:
-    _seeded(seed)
-    extra: dict[str, Any] = {}
-    if sdxl:
-        extra = {
-            "addition_embed_type": "text_time",
-            "addition_time_embed_dim": 8,
-            "projection_class_embeddings_input_dim": 1280 + 6 * 8,
-            "transformer_layers_per_block": 1,
-        }
-    return UNet2DConditionModel(
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=cross_attention_dim,
-        attention_head_dim=8,
-        norm_num_groups=32,
-        **extra,
-    ).eval()
-
-
-def _vae(seed: int) -> AutoencoderKL:
-    _seeded(seed)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=64,
-    ).eval()
-
-
-def _scheduler() -> EulerDiscreteScheduler:
-    return EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        steps_offset=1, timestep_spacing="leading",
-    )
-
-
-def tokenizer(directory: Path) -> CLIPTokenizer:
-    return CLIPTokenizer.from_pretrained(str(directory))
-
-
-def build_sd1(tokenizer_dir: Path, *, layers: int = 2, seed: int = 1) -> StableDiffusionPipeline:
-    """SD 1.x shape: CLIP-L (768) with the pad-``<|endoftext|>`` tokenizer."""
-    return StableDiffusionPipeline(
-        vae=_vae(seed),
-        text_encoder=text_encoder("clip_l", layers, seed=seed),
-        tokenizer=tokenizer(tokenizer_dir),
-        unet=_unet(768, sdxl=False, seed=seed),
-        scheduler=_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-
-
-def build_sd2(tokenizer_2_dir: Path, *, layers: int = 2, seed: int = 2) -> StableDiffusionPipeline:
-    """SD 2.x shape: OpenCLIP-H (1024) with SD2's tokenizer settings (pad ``!``)."""
-    return StableDiffusionPipeline(
-        vae=_vae(seed),
-        text_encoder=text_encoder("open_clip_h", layers, seed=seed),
-        tokenizer=tokenizer(tokenizer_2_dir),
-        unet=_unet(1024, sdxl=False, seed=seed),
-        scheduler=_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-
-
-def build_sdxl(tokenizer_dir: Path, tokenizer_2_dir: Path, *, layers: int = 2, seed: int = 3,
-               ) -> StableDiffusionXLPipeline:
-    """SDXL shape: CLIP-L (768) + OpenCLIP-bigG with projection (1280), both at full width."""
-    return StableDiffusionXLPipeline(
-        vae=_vae(seed),
-        text_encoder=text_encoder("clip_l", layers, seed=seed),
-        text_encoder_2=text_encoder("open_clip_g", layers, seed=seed + 100, with_projection=True),
-        tokenizer=tokenizer(tokenizer_dir),
-        tokenizer_2=tokenizer(tokenizer_2_dir),
-        unet=_unet(768 + 1280, sdxl=True, seed=seed),
-        scheduler=_scheduler(),
-        force_zeros_for_empty_prompt=True,
-    )
 
 
 def copy_text_side(pipe: Any) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -55,15 +54,6 @@ def safe_filename(trigger: str) -> str:
     are invalid on Windows become ``_``."""
     stem = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in trigger).strip().strip(".")
     return stem or "embedding"
-
-
-def default_trigger(emb: Embedding, filename: str | None) -> str:
-    """The word that calls the embedding in a prompt: the name in the file, else the file stem."""
-    if emb.name and emb.name.strip():
-        return emb.name.strip()
-    if filename:
-        return Path(filename).stem
-    raise InvalidRequest("the file stores no name: give a trigger word")
 
 
 def _a1111(emb: Embedding, trigger: str) -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -243,7 +242,7 @@ class Catalogue:
             existing = self._find_version(session, ref)
             if existing is not None:
                 return self._same_or_conflict(existing, stored.sha256, canonical), False
-        trigger = request.trigger or check_text(_trigger_word(default_trigger(emb, filename)), "the file name")
+        trigger = request.trigger or check_text(default_trigger(emb, filename), "the file name")
         training_metadata = json.dumps(emb.metadata, sort_keys=True)
         carried = sum(map(len, (trigger, request.title, request.description, training_metadata, *request.tags)))
         if carried > self.settings.max_record_chars:
@@ -544,12 +543,6 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
-def _trigger_word(name: str) -> str:
-    """A trigger must be one prompt word: spaces and commas in file names become '_'."""
-    word = re.sub(r"[\s,]+", "_", name.strip())
-    return word[:128] or "embedding"
 
 
 __all__ = ["Catalogue", "GcReport", "PublishRequest", "download_path", "parse_metadata", "record", "utcnow"]

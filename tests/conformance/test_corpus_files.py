@@ -10,7 +10,15 @@ import pytest
 import torch
 from safetensors.torch import load as load_safetensors
 
-from pseudoword.registry.core import canonical_bytes, default_trigger, export_bytes, file_hashes, read_embedding
+from pseudoword.registry.core import (
+    Triggers,
+    canonical_bytes,
+    default_trigger,
+    export_bytes,
+    file_hashes,
+    read_embedding,
+    triggers_for,
+)
 from pseudoword.registry.core.errors import ShapeMismatch
 
 
@@ -47,15 +55,21 @@ def test_a1111_training_metadata_is_kept(embeddings_dir: Path) -> None:
 
 
 def test_triggers(embeddings_dir: Path) -> None:
+    """The file's name is the trigger (as A1111 and ComfyUI call it); the name stored inside
+    (A1111's name, diffusers' token) is an alias."""
     cases = {
-        "bad-hands-5.pt": "bad-hands-5",  # A1111 name
-        "koalbert_learned_embeds.safetensors": "<cat-toy>",  # diffusers token
-        "fastai_learned_embeds.bin": "<birb-style>",
-        "EasyNegative.safetensors": "EasyNegative",  # no name: the file stem
-        "zPDXL2.safetensors": "zPDXL2",
+        "bad-hands-5.pt": ("bad-hands-5", ()),  # A1111 name = the file's name
+        "charturnerv2.pt": ("charturnerv2", ("testTurner",)),  # A1111 name unlike the file's
+        "koalbert_learned_embeds.safetensors": ("koalbert_learned_embeds", ("<cat-toy>",)),  # diffusers token
+        "fastai_learned_embeds.bin": ("fastai_learned_embeds", ("<birb-style>",)),
+        "EasyNegative.safetensors": ("EasyNegative", ()),  # no name inside
+        "Low_Quality2xx_ By_Stable_Yogi-neg.pt": ("Low_Quality2xx_-By_Stable_Yogi-neg",
+                                                  ("Low_Quality2xx_ By_Stable_Yogi-neg", "_EmbeddingMerge_temp")),
     }
-    for name, trigger in cases.items():
-        assert default_trigger(read_embedding(embeddings_dir / name), name) == trigger
+    for name, (trigger, aliases) in cases.items():
+        emb = read_embedding(embeddings_dir / name)
+        assert triggers_for(emb, name) == Triggers(trigger, aliases)
+        assert default_trigger(emb, name) == trigger
 
 
 def test_canonical_round_trip(manifest: list[dict[str, str]], embeddings_dir: Path) -> None:

@@ -30,7 +30,7 @@ def test_inspect_json_has_the_contract_keys(sample: Path) -> None:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert {"format", "architecture", "vectors", "sha256", "autov2", "trigger"} <= set(doc)
-    assert doc["architecture"] == "sd1" and doc["vectors"] == 3 and doc["trigger"] == "my style"
+    assert doc["architecture"] == "sd1" and doc["vectors"] == 3 and doc["trigger"] == "my-style"
     assert doc["sha256"] == file_hashes(sample.read_bytes()).sha256 and doc["autov2"] == doc["sha256"][:10]
 
 

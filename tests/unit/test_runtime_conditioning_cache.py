@@ -150,3 +150,38 @@ def test_off_means_every_side_is_encoded(sd1: Any, resolver: FakeResolver, forwa
     _request(sd1, "a portrait", resolver, cache)
     _request(sd1, "a portrait", resolver, cache)
     assert forwards == [1, 1, 1, 1] and len(cache) == 0 and cache.hits == 0
+
+
+def test_an_unfused_lora_on_the_text_encoder_is_part_of_the_key(sd1: Any, forwards: list[int]) -> None:
+    """A PEFT LoRA on the text encoder (as ``load_lora_weights`` installs it): changing its scale
+    or switching it off changes no parameter, yet the conditioning returned follows it, cached
+    sides and the empty-prompt anchor alike."""
+    from diffusers.utils.peft_utils import set_adapter_layers, set_weights_and_activate_adapters
+    from peft import LoraConfig, inject_adapter_in_model
+
+    own = copy_text_side(sd1)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    inject_adapter_in_model(config, own.text_encoder, adapter_name="style")  # random A and B: it does something
+    cache = ConditioningCache(8 << 20)
+
+    def conditioning_now(negative: str = NEGATIVE) -> dict[str, torch.Tensor]:
+        return encode_request(own, "a portrait", negative, conditioning_cache=cache).kwargs
+
+    def fresh(negative: str = NEGATIVE) -> dict[str, torch.Tensor]:
+        return encode_request(own, "a portrait", negative, conditioning_cache=ConditioningCache(0)).kwargs
+
+    full = conditioning_now()
+    assert _equal(conditioning_now(), full) and cache.hits == 2  # unchanged adapter: both sides cached
+    set_weights_and_activate_adapters(own.text_encoder, ["style"], [0.25])
+    passes = len(forwards)
+    quarter = conditioning_now()
+    assert len(forwards) == passes + 2, "a new scale is encoded afresh"
+    assert _equal(quarter, fresh())
+    assert not torch.allclose(quarter["prompt_embeds"], full["prompt_embeds"], atol=1e-4)
+    assert not torch.allclose(quarter["negative_prompt_embeds"], full["negative_prompt_embeds"], atol=1e-4)
+    # the empty-prompt anchor (an empty negative prompt) follows the scale too
+    theirs = own.encode_prompt("", device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False)[0]
+    assert torch.allclose(conditioning_now("")["negative_prompt_embeds"], theirs, atol=1e-5)
+    set_adapter_layers(own.text_encoder, enabled=False)
+    off = conditioning_now()
+    assert _equal(off, encode_request(sd1, "a portrait", NEGATIVE, conditioning_cache=ConditioningCache(0)).kwargs)

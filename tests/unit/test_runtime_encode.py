@@ -109,11 +109,12 @@ def test_long_prompt_keeps_a_75_vector_embedding_whole(sd1: Any, resolver: FakeR
 
 
 def test_long_prompt_chunks_are_encoded_separately(sd1: Any) -> None:
+    """Without A1111's comma backtrack the first chunk is exactly the first 75 tokens, as
+    diffusers' (truncating) encoding gives them."""
     first = ", ".join(f"alpha{i}" for i in range(30))
     second = "a red bicycle"
-    both = encode(sd1, f"{first} {second}", "")["prompt_embeds"]
+    both = encode_request(sd1, f"{first} {second}", "", comma_backtrack=0).kwargs["prompt_embeds"]
     assert both.shape[1] % 77 == 0 and both.shape[1] >= 2 * 77
-    # the first chunk equals diffusers' (truncating) encoding of the same first 75 tokens
     ids = sd1.tokenizer(f"{first} {second}", add_special_tokens=False).input_ids[:75]
     row = torch.tensor([[sd1.tokenizer.bos_token_id, *ids, sd1.tokenizer.eos_token_id]])
     with torch.no_grad():
@@ -206,12 +207,22 @@ def test_repeated_embeddings_are_served_from_the_vector_cache(sd1: Any, embeddin
     assert cached.device == sd1.text_encoder.device and cached.dtype == sd1.text_encoder.dtype
 
 
-def test_local_file_trigger_defaults_to_the_name_in_the_file(sd1: Any, embeddings_dir: Path) -> None:
-    result = encode_request(sd1, "a cat", "", [{"path": str(embeddings_dir / "bad-hands-5.pt"), "weight": -1}])
-    assert result.applied[0].trigger == "bad-hands-5"
-    assert result.negative_prompt == "bad-hands-5"
-    stem = encode_request(sd1, "a cat", "", [{"path": str(embeddings_dir / "bad-image-v2-39000.pt")}])
-    assert stem.applied[0].trigger == "bad-image-v2-39000"  # no name stored: the file stem
+def test_local_file_trigger_is_the_file_name_and_the_stored_name_an_alias(sd1: Any, embeddings_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    result = encode_request(sd1, "a cat", "", [{"path": str(embeddings_dir / "bad-image-v2-39000.pt"), "weight": -1}])
+    assert result.applied[0].trigger == "bad-image-v2-39000" and result.negative_prompt == "bad-image-v2-39000"
+    # a file named otherwise than it stores (as badhandv4.pt stores badhandv3): the file name is
+    # the trigger, the stored name still calls it
+    renamed = tmp_path / "badhandv4.pt"
+    renamed.write_bytes((embeddings_dir / "bad-hands-5.pt").read_bytes())
+    by_name = encode_request(sd1, "a cat, badhandv4", "", [{"path": str(renamed)}])
+    by_alias = encode_request(sd1, "a cat, bad-hands-5", "", [{"path": str(renamed)}])
+    assert by_name.applied[0].trigger == "badhandv4" and by_name.applied[0].placement.prompt == 1
+    assert by_alias.applied[0].placement.prompt == 1 and by_alias.prompt == "a cat, bad-hands-5"
+    assert torch.equal(by_name.kwargs["prompt_embeds"], by_alias.kwargs["prompt_embeds"])
+    # an explicit trigger replaces the file name, the stored name stays an alias
+    chosen = encode_request(sd1, "badhandv4, bad-hands-5", "", [{"path": str(renamed), "trigger": "myhands"}])
+    assert chosen.applied[0].trigger == "myhands" and chosen.applied[0].placement.prompt == 1
 
 
 def test_sdxl_places_clip_l_and_clip_g_vectors(sdxl: Any, resolver: FakeResolver) -> None:
@@ -279,3 +290,24 @@ def test_device_and_dtype_follow_the_pipeline(sd1: Any, resolver: FakeResolver) 
     assert torch.allclose(plain["negative_prompt_embeds"].float(), expected[1].float(), atol=2e-2)
     assert not torch.allclose(got["prompt_embeds"].float(), plain["prompt_embeds"].float(), atol=1e-2)
     assert encode(sd1, "a portrait", "blurry")["prompt_embeds"].dtype == torch.float32
+
+
+def test_run_encoder_is_differentiable_in_the_vectors(sd1: Any, embeddings_dir: Path) -> None:
+    """Training reuses encode's swap-in path: the same chunks, trainable vectors in their place,
+    gradients reaching the vectors and nothing else, and the values encode gives."""
+    from pseudoword.runtime.clip_forward import hidden_layer_index
+    from pseudoword.runtime.conditioning import prepare_request, run_encoder
+
+    own = copy_text_side(sd1)
+    own.text_encoder.requires_grad_(False)
+    prepared = prepare_request(own, "a photo of EasyNegative", "", [{"path": str(embeddings_dir /
+                                                                                "EasyNegative.safetensors")}])
+    slot = prepared.stack.slots[0]
+    trainable = prepared.loaded[0].vectors.vectors["emb_params"].clone().requires_grad_(True)
+    hidden, _ = run_encoder(slot, prepared.layouts[0][0], [trainable], final_norm=True,
+                            read_at=hidden_layer_index(slot.encoder, None, penultimate=False))
+    hidden.pow(2).sum().backward()
+    assert trainable.grad is not None and bool(trainable.grad.abs().sum() > 0)
+    assert all(p.grad is None for p in own.text_encoder.parameters())
+    assert torch.allclose(hidden.detach(), encode(own, "a photo of EasyNegative", "", [
+        {"path": str(embeddings_dir / "EasyNegative.safetensors")}])["prompt_embeds"][0], atol=1e-6)

@@ -164,7 +164,7 @@ def test_bad_prompts_and_clip_skip(sd1: Any, sdxl: Any) -> None:
         encode(sd1, "a", 3)  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest, match="at most 20000"):
         encode(sd1, "a" * 20_001)
-    with pytest.raises(InvalidRequest, match="at most 1200 are encoded"):
+    with pytest.raises(InvalidRequest, match=r"at most 16 chunks of 75 tokens \(1200\) are encoded"):
         encode(sd1, "cat " * 1300)
     with pytest.raises(InvalidRequest, match=r"clip_skip 5 is out of range for a 2-layer text encoder \(0 to 2\)"):
         encode(sd1, "a", clip_skip=5)
