@@ -42,7 +42,7 @@ def test_search_page_lists_and_filters(site: Server) -> None:
 def test_model_page_shows_versions_and_usage(site: Server) -> None:
     dom = dump_dom(f"{site.url}/models/studio/glass-style")
     assert 'id="model-id"' in dom and "studio:glass-style" in dom
-    assert dom.count('class="version') == 2
+    assert dom.count('<li class="version') == 2
     assert '"model": "studio:glass-style@2"' in dom.replace("&quot;", '"')
     assert "no model studio:nope" in dump_dom(f"{site.url}/models/studio/nope")
 

@@ -1,0 +1,125 @@
+"""Previews over HTTP on both backends: published with the file or later by the publisher, served
+with their type and cache headers; hostile images refused with nothing stored; an A1111 embedding
+image publishes like its `.pt`; `pull` writes NAME.preview.png beside the file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pseudoword.registry.core.png_embedding import embedding_png_chunk
+from tests.images import HOSTILE, INFOTEXT, jpeg, png
+from tests.integration.api import error_code, get, random_embedding, torch_file
+from tests.integration.servers import Server
+from tests.unit.test_png_embedding import a1111_dict, embedding_png
+
+
+def publish_with(server: Server, id: str, previews: list[tuple[str, bytes]], seed: int = 1,
+                 token: str | None = None) -> httpx.Response:
+    files = [("file", ("emb.safetensors", random_embedding(seed=seed))), *[("preview", p) for p in previews]]
+    return httpx.post(f"{server.url}/api/v1/embeddings", headers=server.headers(token), timeout=60, files=files,
+                      data={"metadata": f'{{"id": "{id}"}}'})
+
+
+def _store_files(server: Server) -> set[str]:
+    return {p.name for p in (server.data_dir / "blobs").rglob("*") if p.is_file()}
+
+
+def test_publish_with_previews_serves_them_with_type_cache_and_infotext(registry: Server, source: str) -> None:
+    first, second = png(seed=1), jpeg()
+    response = publish_with(registry, f"{source}:pics@1", [("a.png", first), ("b.jpg", second)])
+    assert response.status_code == 201, response.text
+    previews = response.json()["previews"]
+    assert [p["format"] for p in previews] == ["png", "jpeg"]
+    assert [p["sha256"] for p in previews] == [hashlib.sha256(first).hexdigest(), hashlib.sha256(second).hexdigest()]
+    assert previews[0]["parameters"] == INFOTEXT and previews[1]["parameters"] == INFOTEXT
+    image = get(registry, previews[0]["url"])
+    assert image.status_code == 200 and image.content == first
+    assert image.headers["content-type"] == "image/png"
+    assert "immutable" in image.headers["cache-control"] and image.headers["etag"] == f'"{previews[0]["sha256"]}"'
+    assert image.headers["x-content-type-options"] == "nosniff"
+    assert get(registry, previews[0]["url"], headers={"If-None-Match": image.headers["etag"]}).status_code == 304
+    thumb = get(registry, previews[0]["thumbnail_url"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+    # The model, version and search answers carry them too.
+    model = get(registry, f"/api/v1/embeddings/{source}/pics").json()
+    assert [p["sha256"] for p in model["versions"][0]["previews"]] == [p["sha256"] for p in previews]
+    version = get(registry, f"/api/v1/embeddings/{source}/pics/1").json()
+    assert len(version["previews"]) == 2
+    found = get(registry, "/api/v1/embeddings", params={"source": source}).json()["items"]
+    assert len(found[0]["previews"]) == 2
+
+
+def test_publisher_adds_previews_later_others_may_not(registry: Server, source: str) -> None:
+    assert publish_with(registry, f"{source}:later@1", []).status_code == 201
+    url = f"{registry.url}/api/v1/embeddings/{source}/later/1/previews"
+    files = [("preview", ("c.png", png(seed=3)))]
+    assert httpx.post(url, files=files, timeout=30).status_code == 401
+    other = httpx.post(f"{registry.url}/api/v1/tokens", headers=registry.headers(), json={"source": "someone-else"}).json()
+    denied = httpx.post(url, files=files, headers=registry.headers(other["token"]), timeout=30)
+    assert denied.status_code == 403
+    added = httpx.post(url, files=files, headers=registry.headers(), timeout=30)
+    assert added.status_code == 200, added.text
+    assert len(added.json()) == 1
+    again = httpx.post(url, files=files, headers=registry.headers(), timeout=30)  # the same image: a no-op
+    assert len(again.json()) == 1
+    missing = httpx.post(f"{registry.url}/api/v1/embeddings/{source}/later/9/previews", files=files,
+                         headers=registry.headers(), timeout=30)
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_preview_is_refused_and_nothing_is_stored(registry: Server, source: str, name: str) -> None:
+    make, code, words = HOSTILE[name]
+    before = _store_files(registry) if (registry.data_dir / "blobs").is_dir() else None
+    response = publish_with(registry, f"{source}:bad@1", [("hostile.png", make())], seed=7)
+    assert response.status_code in (413, 422), response.text
+    assert error_code(response) == code and words in response.json()["error"]["message"]
+    assert get(registry, f"/api/v1/embeddings/{source}/bad/1").status_code == 404  # no row
+    if before is not None:  # the local store: not one blob was written
+        assert _store_files(registry) == before
+
+
+def test_a1111_embedding_png_publishes_like_its_pt(registry: Server, source: str) -> None:
+    data = a1111_dict(seed=11)
+    as_png = httpx.post(f"{registry.url}/api/v1/embeddings", headers=registry.headers(), timeout=60,
+                        files={"file": ("glassy.png", embedding_png(embedding_png_chunk(data)))},
+                        data={"metadata": f'{{"id": "{source}:from-png@1"}}'})
+    as_pt = httpx.post(f"{registry.url}/api/v1/embeddings", headers=registry.headers(), timeout=60,
+                       files={"file": ("glassy.pt", torch_file(data))},
+                       data={"metadata": f'{{"id": "{source}:from-pt@1"}}'})
+    assert as_png.status_code == 201 and as_pt.status_code == 201, as_png.text
+    png_record, pt_record = as_png.json(), as_pt.json()
+    for key in ("sha256", "architecture", "vectors", "trigger", "metadata", "original_format"):
+        assert png_record[key] == pt_record[key], key
+
+
+def test_pull_writes_the_preview_beside_the_file(tmp_path: Path) -> None:
+    from tests.integration.cli_server import Cli, _start
+
+    registry = _start()
+    try:
+        cli = Cli(registry)
+        image = tmp_path / "look.png"
+        image.write_bytes(png(seed=4))
+        emb = tmp_path / "shiny.safetensors"
+        emb.write_bytes(random_embedding(seed=21))
+        published = cli("publish", emb, "--id", "studio:shiny@1", "--preview", image, "--json")
+        assert published.exit_code == 0, published.stderr
+        assert len(published.json()["previews"]) == 1
+        out = tmp_path / "embeddings"
+        pulled = cli("pull", "studio:shiny", "--to", out, "--format", "a1111", "--json")
+        assert pulled.exit_code == 0, pulled.stderr
+        assert (out / "shiny.pt").is_file()
+        assert (out / "shiny.preview.png").read_bytes() == image.read_bytes()
+        assert pulled.json()["preview"] == str(out / "shiny.preview.png")
+        plain = tmp_path / "plain.safetensors"
+        plain.write_bytes(random_embedding(seed=22))
+        assert cli("publish", plain, "--id", "studio:plain@1").exit_code == 0
+        assert cli("pull", "studio:plain", "--to", out).exit_code == 0
+        assert not (out / "plain.preview.png").exists()  # no preview: none written
+    finally:
+        registry.process.terminate()
