@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
+def noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """A reproducible RGB noise picture (the same bytes for the same size and seed)."""
+    return Image.frombytes("RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3))
+
 
 INFOTEXT = ("a glass teapot, glassy\nNegative prompt: blurry\n"
             "Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 64x64")
 
 
 def png(size: tuple[int, int] = (64, 64), parameters: str | None = INFOTEXT, seed: int = 0) -> bytes:
-    image = Image.effect_noise(size, 40 + seed).convert("RGB")
+    image = noise(size, seed)
     info = PngInfo()
     if parameters is not None:
         info.add_text("parameters", parameters)
@@ -23,7 +29,7 @@ def png(size: tuple[int, int] = (64, 64), parameters: str | None = INFOTEXT, see
 
 
 def jpeg(size: tuple[int, int] = (80, 48), parameters: str | None = INFOTEXT) -> bytes:
-    image = Image.effect_noise(size, 30).convert("RGB")
+    image = noise(size, 30)
     exif = Image.Exif()
     if parameters is not None:  # as A1111 writes it (piexif): UserComment, UNICODE, UTF-16BE
         exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + parameters.encode("utf-16-be")
@@ -34,7 +40,7 @@ def jpeg(size: tuple[int, int] = (80, 48), parameters: str | None = INFOTEXT) ->
 
 def webp(size: tuple[int, int] = (48, 48)) -> bytes:
     out = io.BytesIO()
-    Image.effect_noise(size, 20).convert("RGB").save(out, format="WEBP")
+    noise(size, 20).save(out, format="WEBP")
     return out.getvalue()
 
 
