@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
 
 from pseudoword.registry.core.errors import InvalidFile, InvalidRequest, NotFound, TooLarge
 from pseudoword.registry.core.png_embedding import png_chunks
@@ -195,14 +196,18 @@ class Previews:
                 self.catalogue.store.put(image.sha256, image.data)
                 self.catalogue.store.put(image.thumb_sha256, image.thumbnail)
             with self.catalogue.session() as session:
-                for position, image in enumerate(new, start=len(existing)):
-                    session.add(Preview(version_id=version_id, position=position, sha256=image.sha256,
-                                        size=len(image.data), format=image.format, width=image.width,
-                                        height=image.height, thumb_sha256=image.thumb_sha256,
-                                        thumb_size=len(image.thumbnail), parameters=image.parameters))
-                session.flush()
-                self.catalogue._lock_blobs(session, exclusive=False)
-                session.commit()
+                try:
+                    for position, image in enumerate(new, start=len(existing)):
+                        session.add(Preview(version_id=version_id, position=position, sha256=image.sha256,
+                                            size=len(image.data), format=image.format, width=image.width,
+                                            height=image.height, thumb_sha256=image.thumb_sha256,
+                                            thumb_size=len(image.thumbnail), parameters=image.parameters))
+                    session.flush()
+                    self.catalogue._lock_blobs(session, exclusive=False)
+                    session.commit()
+                except IntegrityError:  # a concurrent request attached the same image first
+                    session.rollback()
+                    return self.attach(version_id, images)
             for image in new:  # a gc that raced the commit is undone
                 self.catalogue._ensure_blob(image.sha256, image.data)
                 self.catalogue._ensure_blob(image.thumb_sha256, image.thumbnail)

@@ -123,3 +123,18 @@ def test_pull_writes_the_preview_beside_the_file(tmp_path: Path) -> None:
         assert not (out / "plain.preview.png").exists()  # no preview: none written
     finally:
         registry.process.terminate()
+
+
+def test_concurrent_attaches_of_the_same_image_store_it_once(registry: Server, source: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert publish_with(registry, f"{source}:race@1", []).status_code == 201
+    url = f"{registry.url}/api/v1/embeddings/{source}/race/1/previews"
+    image = png(seed=9)
+
+    def attach(_: int) -> int:
+        return httpx.post(url, files=[("preview", ("r.png", image))], headers=registry.headers(), timeout=60).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(attach, range(4))) == {200}
+    assert len(get(registry, f"/api/v1/embeddings/{source}/race/1").json()["previews"]) == 1
