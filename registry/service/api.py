@@ -192,6 +192,18 @@ class EmbeddingsController(Controller):
             raise InvalidRequest("send one or more 'preview' image parts")
         return catalogue.previews.attach(version_id, images)
 
+    @delete("/embeddings/{source:str}/{model:str}/{version:str}/previews/{sha256:str}", sync_to_thread=True,
+            status_code=200, summary="Remove a preview image from a version (its publisher)", guards=[require_token],
+            responses=errors(401, 403, 404))
+    def remove_preview(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
+                       sha256: str) -> list[dict[str, Any]]:
+        ref = _version_ref(source, model, version)
+        principal_of(request).require_source(ref.source)
+        if not _SHA256.fullmatch(sha256):
+            raise InvalidRequest("a preview is addressed by 64 lowercase hex digits")
+        catalogue = catalogue_of(request)
+        return catalogue.previews.remove(catalogue.previews.version_id(ref.source, ref.model, ref.version or ""), sha256)
+
     @get("/embeddings", sync_to_thread=True, summary="Search the catalogue", responses=errors())
     def search(
         self, request: Request[Any, Any, Any],

@@ -213,6 +213,17 @@ class Previews:
                 self.catalogue._ensure_blob(image.thumb_sha256, image.thumbnail)
         return self.for_version_ids([version_id]).get(version_id, [])
 
+    def remove(self, version_id: int, sha256: str) -> list[dict[str, Any]]:
+        """Take one preview off a version (its blobs go with the next gc, if nothing else uses them)."""
+        with self.catalogue.session() as session:
+            row = session.execute(select(Preview).where(Preview.version_id == version_id,
+                                                        Preview.sha256 == sha256)).scalars().first()
+            if row is None:
+                raise NotFound(f"this version has no preview {sha256}")
+            session.delete(row)
+            session.commit()
+        return self.for_version_ids([version_id]).get(version_id, [])
+
     def version_id(self, source: str, model: str, version: str) -> int:
         with self.catalogue.session() as session:
             found = session.execute(

@@ -138,3 +138,15 @@ def test_concurrent_attaches_of_the_same_image_store_it_once(registry: Server, s
     with ThreadPoolExecutor(4) as pool:
         assert set(pool.map(attach, range(4))) == {200}
     assert len(get(registry, f"/api/v1/embeddings/{source}/race/1").json()["previews"]) == 1
+
+
+def test_publisher_removes_a_preview(registry: Server, source: str) -> None:
+    image = png(seed=12)
+    response = publish_with(registry, f"{source}:drop@1", [("d.png", image), ("e.jpg", jpeg())])
+    digest = response.json()["previews"][0]["sha256"]
+    url = f"{registry.url}/api/v1/embeddings/{source}/drop/1/previews/{digest}"
+    assert httpx.delete(url, timeout=30).status_code == 401
+    left = httpx.delete(url, headers=registry.headers(), timeout=30)
+    assert left.status_code == 200 and [p["format"] for p in left.json()] == ["jpeg"]
+    assert httpx.delete(url, headers=registry.headers(), timeout=30).status_code == 404
+    assert get(registry, f"/api/v1/previews/{digest}").status_code == 404  # no row serves it any more
