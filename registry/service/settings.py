@@ -105,8 +105,6 @@ class Settings:
             publish_rate_limit=env.get("PSEUDOWORD_PUBLISH_RATE_LIMIT") or "60/minute",
             rate_limit_store=env.get("PSEUDOWORD_RATE_LIMIT_STORE") or "memory",
             read_timeout=_env_float("PSEUDOWORD_READ_TIMEOUT", 60.0),
-            max_preview_bytes=int(env.get("PSEUDOWORD_MAX_PREVIEW_BYTES") or 5 * MiB),
-            max_previews=int(env.get("PSEUDOWORD_MAX_PREVIEWS") or 12),
         )
         overrides = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **overrides)  # type: ignore[arg-type]
