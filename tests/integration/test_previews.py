@@ -24,8 +24,11 @@ def publish_with(server: Server, id: str, previews: list[tuple[str, bytes]], see
                       data={"metadata": f'{{"id": "{id}"}}'})
 
 
-def _store_files(server: Server) -> set[str]:
-    return {p.name for p in (server.data_dir / "blobs").rglob("*") if p.is_file()}
+def _store_blobs(server: Server) -> set[str]:
+    """Every blob in the server's store (the local directory, or the S3 bucket)."""
+    from tests.security.test_hostile_inputs import _blob_digests
+
+    return _blob_digests(server)
 
 
 def test_publish_with_previews_serves_them_with_type_cache_and_infotext(registry: Server, source: str) -> None:
@@ -74,13 +77,13 @@ def test_publisher_adds_previews_later_others_may_not(registry: Server, source: 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_preview_is_refused_and_nothing_is_stored(registry: Server, source: str, name: str) -> None:
     make, code, words = HOSTILE[name]
-    before = _store_files(registry) if (registry.data_dir / "blobs").is_dir() else None
+    assert publish_with(registry, f"{source}:good@1", [], seed=6).status_code == 201  # the store exists
+    before = _store_blobs(registry)
     response = publish_with(registry, f"{source}:bad@1", [("hostile.png", make())], seed=7)
     assert response.status_code in (413, 422), response.text
     assert error_code(response) == code and words in response.json()["error"]["message"]
     assert get(registry, f"/api/v1/embeddings/{source}/bad/1").status_code == 404  # no row
-    if before is not None:  # the local store: not one blob was written
-        assert _store_files(registry) == before
+    assert _store_blobs(registry) == before  # not one blob: neither the embedding nor the image
 
 
 def test_a1111_embedding_png_publishes_like_its_pt(registry: Server, source: str) -> None:
