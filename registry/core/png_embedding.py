@@ -7,8 +7,11 @@ chunk: base64 of JSON, each tensor written as ``{"TORCHTENSOR": nested lists}``
 ``json`` alone (the core has no image library) and hands the dictionary to the reader's A1111
 path, so a PNG publishes exactly like its ``.pt``: no pickle, nothing executed.
 
-The variant hidden in the pixels (``insert_image_data_embed``: the data XOR-ed into two bands
-beside the picture) needs the image decoded and is not read: such a PNG is refused, naming it.
+The variant hidden in the pixels (``insert_image_data_embed``: zlib-compressed JSON split into
+nibbles, XOR-ed with a fixed LCG sequence, in two bands left and right of the picture, each
+behind a black column) is read too when Pillow is installed (the server has it; the core's own
+dependencies do not include an image decoder): the image's size is checked before it is decoded,
+and the bands and the inflated JSON have limits of their own.
 """
 
 from __future__ import annotations
@@ -106,10 +109,12 @@ def embedding_dict_from_png(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dic
     chunks = png_text_chunks(data, limits)
     raw = chunks.get(CHUNK_KEYWORD.decode())
     if raw is None:
+        hidden = embedding_dict_from_pixels(data, limits)
+        if hidden is not None:
+            return hidden
         raise InvalidFile(
-            "a PNG without an 'sd-ti-embedding' text chunk: not an AUTOMATIC1111 embedding image "
-            "(embeddings hidden in the pixels are not read; save the embedding as .pt or .safetensors)",
-            {"text_chunks": sorted(chunks)[:16]})
+            "a PNG without an 'sd-ti-embedding' text chunk or an embedding in its pixels: not an "
+            "AUTOMATIC1111 embedding image", {"text_chunks": sorted(chunks)[:16]})
     try:
         decoded = base64.b64decode(raw.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -122,6 +127,77 @@ def embedding_dict_from_png(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dic
         raise InvalidFile(f"the 'sd-ti-embedding' chunk is not JSON: {str(exc)[:200]}") from None
     if not isinstance(obj, dict):
         raise InvalidFile(f"the 'sd-ti-embedding' JSON is a {type(obj).__name__}; expected an object")
+    return _tensors(obj, 0)  # type: ignore[no-any-return]
+
+
+#: The most pixels an embedding image may have (A1111 writes the picture plus two narrow bands),
+#: and the most data-band values read from it (the LCG runs once per value).
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_BAND_VALUES = 4 * 1024 * 1024
+
+
+def _lcg(count: int) -> Any:
+    """A1111's ``lcg()``: m=2**32, a=1664525, c=1013904223, seed 0, each value modulo 255."""
+    import numpy as np
+
+    out = np.empty(count, dtype=np.uint8)
+    seed = 0
+    for i in range(count):
+        seed = (1664525 * seed + 1013904223) % 4294967296
+        out[i] = seed % 255
+    return out
+
+
+def embedding_dict_from_pixels(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | None:
+    """A1111's ``extract_image_data_embed``: the embedding hidden in the pixels, or None when the
+    image has no such bands (or Pillow is not installed)."""
+    try:
+        from PIL import Image
+    except ModuleNotFoundError:
+        return None
+    import io
+
+    import numpy as np
+
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise TooLarge(f"the PNG is {width}x{height} pixels; an embedding image has at most "
+                               f"{MAX_IMAGE_PIXELS}", {"width": width, "height": height})
+            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InvalidFile(f"the PNG's pixels cannot be read: {str(exc)[:200]}") from None
+    lit = (pixels > 0).all(axis=2)  # crop_black: the box of pixels with no zero channel
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    if rows.size == 0:
+        return None
+    low = pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] & 0x0F
+    black = np.flatnonzero(low.sum(axis=(0, 2)) == 0)
+    if black.size < 2:
+        return None
+    lower, upper = low[:, :black.min(), :], low[:, black.max() + 1:, :]
+    if lower.shape != upper.shape or lower.size == 0:
+        return None
+    if lower.size > MAX_BAND_VALUES:
+        raise TooLarge(f"the PNG's data bands hold {lower.size} values; at most {MAX_BAND_VALUES} read")
+    key = (_lcg(lower.size) & 0x0F).reshape(lower.shape)
+    packed = (((upper ^ key) << 4) | (lower ^ key)).astype(np.uint8).tobytes()
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(packed, limits.max_decompressed_bytes + 1)
+    except zlib.error:
+        return None  # bands that are not A1111's data: no hidden embedding
+    if len(text) > limits.max_decompressed_bytes:
+        raise TooLarge(f"the embedding in the PNG's pixels inflates past {limits.max_decompressed_bytes} bytes")
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise InvalidFile("the embedding in the PNG's pixels is nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidFile(f"the embedding in the PNG's pixels is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(obj, dict):
+        raise InvalidFile(f"the embedding in the PNG's pixels is a {type(obj).__name__}; expected an object")
     return _tensors(obj, 0)  # type: ignore[no-any-return]
 
 

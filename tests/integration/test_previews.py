@@ -14,7 +14,7 @@ from pseudoword.registry.core.png_embedding import embedding_png_chunk
 from tests.images import HOSTILE, INFOTEXT, jpeg, png
 from tests.integration.api import error_code, get, random_embedding, torch_file
 from tests.integration.servers import Server
-from tests.unit.test_png_embedding import a1111_dict, embedding_png
+from tests.unit.test_png_embedding import a1111_dict, embedding_png, pixel_embedding_png
 
 
 def publish_with(server: Server, id: str, previews: list[tuple[str, bytes]], seed: int = 1,
@@ -86,10 +86,12 @@ def test_hostile_preview_is_refused_and_nothing_is_stored(registry: Server, sour
     assert _store_blobs(registry) == before  # not one blob: neither the embedding nor the image
 
 
-def test_a1111_embedding_png_publishes_like_its_pt(registry: Server, source: str) -> None:
+@pytest.mark.parametrize("where", ["text chunk", "pixels"])
+def test_a1111_embedding_png_publishes_like_its_pt(registry: Server, source: str, where: str) -> None:
     data = a1111_dict(seed=11)
+    image = embedding_png(embedding_png_chunk(data)) if where == "text chunk" else pixel_embedding_png(data)
     as_png = httpx.post(f"{registry.url}/api/v1/embeddings", headers=registry.headers(), timeout=60,
-                        files={"file": ("glassy.png", embedding_png(embedding_png_chunk(data)))},
+                        files={"file": ("glassy.png", image)},
                         data={"metadata": f'{{"id": "{source}:from-png@1"}}'})
     as_pt = httpx.post(f"{registry.url}/api/v1/embeddings", headers=registry.headers(), timeout=60,
                        files={"file": ("glassy.pt", torch_file(data))},

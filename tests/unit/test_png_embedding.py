@@ -50,7 +50,7 @@ def test_sd2_width_is_found() -> None:
 
 
 def test_png_without_the_chunk_names_what_is_missing() -> None:
-    with pytest.raises(InvalidFile, match="without an 'sd-ti-embedding' text chunk"):
+    with pytest.raises(InvalidFile, match="without an .sd-ti-embedding. text chunk"):
         read_embedding(embedding_png(None))
 
 
@@ -88,3 +88,42 @@ def test_a_compressed_chunk_bomb_is_refused() -> None:
     data = data[:33] + chunk + data[33:]  # after the signature (8) and IHDR (25)
     with pytest.raises(TooLarge, match="inflates past"):
         read_embedding(data)
+
+
+def pixel_embedding_png(data: dict, picture_size: tuple[int, int] = (48, 40)) -> bytes:
+    """An image as A1111's ``insert_image_data_embed`` makes it: the zlib-compressed JSON split
+    into nibbles, XOR-ed with its LCG, in bands left and right of the picture behind black
+    columns (the decorative dots A1111 draws into the high nibbles stand in as a fixed 0x30)."""
+    import numpy as np
+
+    from pseudoword.registry.core.png_embedding import _lcg
+
+    compressed = zlib.compress(base64.b64decode(embedding_png_chunk(data)), 9)
+    values = np.frombuffer(compressed, np.uint8)
+    width, height = picture_size
+    size = values.size + (height - values.size % height)
+    size += height * 3 - size % (height * 3)
+    key = _lcg(size) & 0x0F
+    bands = [((np.resize(part, size) ^ key) | 0x30).reshape(height, -1, 3).astype(np.uint8)
+             for part in (values & 0x0F, values >> 4)]
+    band_width = bands[0].shape[1]
+    canvas = Image.new("RGB", (width + 2 * band_width + 2, height), (0, 0, 0))
+    canvas.paste(Image.fromarray(bands[0], "RGB"), (0, 0))
+    canvas.paste(Image.new("RGB", picture_size, (200, 180, 160)), (band_width + 1, 0))
+    canvas.paste(Image.fromarray(bands[1], "RGB"), (band_width + 1 + width + 1, 0))
+    out = io.BytesIO()
+    canvas.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_embedding_hidden_in_the_pixels_reads_like_its_pt() -> None:
+    data = a1111_dict(rows=2, seed=9)
+    from_pixels = read_embedding(pixel_embedding_png(data), filename="glassy.png")
+    assert canonical_bytes(from_pixels) == canonical_bytes(read_embedding(torch_file(data)))
+
+
+def test_a_picture_without_bands_is_no_embedding() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(out, format="PNG")
+    with pytest.raises(InvalidFile, match="or an embedding in its pixels"):
+        read_embedding(out.getvalue())
