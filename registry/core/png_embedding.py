@@ -132,7 +132,7 @@ def embedding_dict_from_png(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dic
 
 #: The most pixels an embedding image may have (A1111 writes the picture plus two narrow bands),
 #: and the most data-band values read from it (the LCG runs once per value).
-MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_IMAGE_PIXELS = 2048 * 2048
 MAX_BAND_VALUES = 4 * 1024 * 1024
 
 

@@ -127,3 +127,10 @@ def test_a_picture_without_bands_is_no_embedding() -> None:
     Image.new("RGB", (40, 40), (10, 20, 30)).save(out, format="PNG")
     with pytest.raises(InvalidFile, match="or an embedding in its pixels"):
         read_embedding(out.getvalue())
+
+
+def test_a_huge_picture_is_refused_before_its_pixels_are_decoded() -> None:
+    out = io.BytesIO()
+    Image.new("1", (3000, 3000)).save(out, format="PNG")  # 9 megapixels in a few kilobytes
+    with pytest.raises(TooLarge, match="3000x3000 pixels"):
+        read_embedding(out.getvalue())
