@@ -45,6 +45,10 @@ def test_publish_with_previews_serves_them_with_type_cache_and_infotext(registry
     assert "immutable" in image.headers["cache-control"] and image.headers["etag"] == f'"{previews[0]["sha256"]}"'
     assert image.headers["x-content-type-options"] == "nosniff"
     assert get(registry, previews[0]["url"], headers={"If-None-Match": image.headers["etag"]}).status_code == 304
+    head = httpx.head(registry.url + previews[0]["url"], timeout=30)
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(first))
+    assert get(registry, "/api/v1/previews/" + "0" * 64).status_code == 404
+    assert get(registry, "/api/v1/previews/not-a-digest").status_code == 400
     thumb = get(registry, previews[0]["thumbnail_url"])
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
     # The model, version and search answers carry them too.
