@@ -52,7 +52,7 @@ class Settings:
     #: request, and the thumbnail's longest side.
     max_preview_bytes: int = 5 * MiB
     max_preview_side: int = 8192
-    max_preview_pixels: int = 24_000_000
+    max_preview_pixels: int = 4096 * 4096
     max_previews: int = 12
     max_previews_per_request: int = 4
     preview_thumbnail_side: int = 512
