@@ -21,7 +21,7 @@ from pseudoword.registry.core.errors import InvalidRequest, NotFound, TooLarge
 from pseudoword.registry.core.refs import MAX_REF_LENGTH, ModelRef, parse_model_ref
 from pseudoword.registry.service import auth, ratelimit
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
-from pseudoword.registry.service.downloads import is_head, serve_blob, serve_version
+from pseudoword.registry.service.downloads import _precondition, is_head, serve_blob, serve_version
 from pseudoword.registry.service.previews import check_images
 from pseudoword.registry.service.search import Query, search
 
@@ -325,8 +325,9 @@ class PreviewsController(Controller):
         media_type, size = found
         headers = {"ETag": f'"{sha256}"', "Cache-Control": "public, max-age=31536000, immutable",
                    "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline"}
-        if sha256 in request.headers.get("if-none-match", ""):
-            return Response(b"", status_code=304, media_type=media_type, headers=headers)
+        condition = _precondition(request, headers["ETag"])  # RFC 9110's rules, as for downloads
+        if condition is not None:
+            return Response(b"", status_code=condition, media_type=media_type, headers=headers)
         if is_head(request):
             return Response(b"", media_type=media_type, headers={**headers, "Content-Length": str(size)})
         return Response(await catalogue.store.aget(sha256), media_type=media_type, headers=headers)
