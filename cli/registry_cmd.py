@@ -182,6 +182,7 @@ def publish(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
     title: Annotated[str | None, typer.Option(help="Display title.")] = None,
     description: Annotated[str | None, typer.Option(help="Longer description.")] = None,
+    preview: Annotated[list[Path] | None, typer.Option("--preview", help="A preview image, PNG/JPEG/WEBP (repeatable).")] = None,
     json: JsonOpt = False,
     registry: RegistryOpt = None,
     token: TokenOpt = None,
@@ -192,7 +193,8 @@ def publish(
     read_embedding(data, filename=file.name)  # refuses a bad file before any upload
     with open_client(registry, token) as client, transfer_progress(f"uploading {file.name}") as progress:
         result = client.publish(data, id=str(ref), filename=file.name, trigger=trigger, kind=kind.value,
-                                tags=tuple(tag or ()), title=title, description=description, progress=progress)
+                                tags=tuple(tag or ()), title=title, description=description, progress=progress,
+                                previews=tuple(preview or ()))
     if json:
         print_json({**result.record, "created": result.created})
         return
@@ -415,13 +417,17 @@ def pull(
     to.mkdir(parents=True, exist_ok=True)
     target = to / f"{safe_filename(resolved.trigger)}{PULL_SUFFIXES[format.value]}"
     atomic_write(target, data)
+    with open_client(registry, token) as client:  # NAME.preview.png beside it, as A1111 and ComfyUI look for
+        from pseudoword.cli.preview_cmd import write_preview
+
+        preview_file = write_preview(client, resolved.id, target)
     import hashlib
 
     summary = {
         "ref": ref, "id": resolved.id, "path": str(target), "format": format.value, "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(), "canonical_sha256": resolved.sha256,
         "trigger": resolved.trigger, "architecture": resolved.architecture, "kind": resolved.kind,
-        "yanked": bool(resolved.record.get("yanked")),
+        "yanked": bool(resolved.record.get("yanked")), "preview": str(preview_file) if preview_file else None,
     }
     if json:
         print_json(summary)
