@@ -131,7 +131,9 @@ def create_app(worker: Worker) -> Litestar:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            log.info("worker stopping: no new tasks, queued ones may finish")
             await asyncio.get_running_loop().run_in_executor(None, worker.close)
+            log.info("worker stopped")
 
     app = Litestar(route_handlers=[rest, ws, image, healthz, readyz, metrics], lifespan=[lifespan],
                    request_max_body_size=worker.settings.max_body_bytes, openapi_config=None)
