@@ -8,10 +8,12 @@ import asyncio
 import base64
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pseudoword.registry.core.errors import PseudowordError
 from pseudoword.runtime.generation import (
+    GenerationRequest,
     a1111_clip_skip,
     as_run,
     encode_generation,
@@ -23,7 +25,7 @@ from pseudoword.runtime.generation import (
 from pseudoword.runtime.schedulers import display_name
 from pseudoword.runtime.worker.batcher import Shape, Ticket
 from pseudoword.runtime.worker.images import EXTENSIONS
-from pseudoword.runtime.worker.models import canonical_air
+from pseudoword.runtime.worker.models import LoadedModel, canonical_air
 from pseudoword.runtime.worker.protocol import Task, TaskError, busy, deadline_passed, from_runtime
 
 if TYPE_CHECKING:
@@ -36,8 +38,24 @@ SIDE_STEP = 64
 _MEDIA = {"PNG": "image/png", "JPG": "image/jpeg", "WEBP": "image/webp"}
 
 
-async def image_inference(worker: Worker, task: Task, base_url: str) -> list[dict[str, Any]]:
-    """The task's result items (one per image); TaskError for anything refused."""
+@dataclass(frozen=True)
+class Plan:
+    """A checked imageInference task: everything but the work."""
+
+    task: Task
+    model: LoadedModel
+    req: GenerationRequest
+    width: int
+    height: int
+    arrived: float
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.req.delivery_method == "async"
+
+
+def plan_inference(worker: Worker, task: Task) -> Plan:
+    """Check the task without doing any work; TaskError names what is refused."""
     arrived = time.monotonic()
     data = task.data
     if data.get("model") in (None, ""):
@@ -59,17 +77,26 @@ async def image_inference(worker: Worker, task: Task, base_url: str) -> list[dic
         req = parse_request(model.spec.with_defaults(data))
     except PseudowordError as exc:
         raise from_runtime(exc, data) from None
-    if req.delivery_method != "sync":
-        raise TaskError("unsupportedParameter", "deliveryMethod 'async' is not supported by this worker: results "
-                        "come back on the same request or connection (use 'sync')", parameter="deliveryMethod")
     width, height = image_size(model.pipe, req)
     for name, side in (("width", width), ("height", height)):
         if side % SIDE_STEP:
             raise TaskError(f"invalid{name.capitalize()}", f"{name} {side} must be a multiple of {SIDE_STEP}",
                             parameter=name)
-    queue = worker.queues[model.air]
-    if not queue.has_room(req.number_results):
+    if not worker.queues[model.air].has_room(req.number_results):
         raise busy(model.air)
+    return Plan(task, model, req, width, height, arrived)
+
+
+async def image_inference(worker: Worker, task: Task, base_url: str) -> list[dict[str, Any]]:
+    """The task's result items (one per image); TaskError for anything refused."""
+    return await run_plan(worker, plan_inference(worker, task), base_url)
+
+
+async def run_plan(worker: Worker, plan: Plan, base_url: str) -> list[dict[str, Any]]:
+    """Encode, queue for a batch, write the files: the result items."""
+    task, model, req, width, height, arrived = plan.task, plan.model, plan.req, plan.width, plan.height, plan.arrived
+    data = task.data
+    queue = worker.queues[model.air]
     deadline = arrived + worker.settings.task_timeout
     loop = asyncio.get_running_loop()
 

@@ -18,11 +18,11 @@ from typing import Any
 from pseudoword.registry.core import errors as core
 
 #: Task types this worker answers.
-TASK_TYPES = ("authentication", "ping", "imageInference", "modelSearch")
+TASK_TYPES = ("authentication", "ping", "imageInference", "modelSearch", "getResponse")
 #: Runware task types it knows of but does not run (refused as unsupported, not as unknown).
 RUNWARE_TASK_TYPES = ("imageUpscale", "imageBackgroundRemoval", "imageCaption", "imageUpload", "promptEnhance",
                       "photoMaker", "videoInference", "audioInference", "textInference", "modelUpload",
-                      "getResponse", "vectorize", "videoCaption", "videoUpscale", "videoBackgroundRemoval",
+                      "vectorize", "videoCaption", "videoUpscale", "videoBackgroundRemoval",
                       "accountManagement", "imageMasking", "imageControlNetPreProcess", "3dInference",
                       "training", "mediaStorage", "getTaskDetails")
 

@@ -14,10 +14,11 @@ from typing import Any
 from pseudoword.runtime.generation import denoise
 from pseudoword.runtime.worker.batcher import Denoise, PipelineQueue
 from pseudoword.runtime.worker.images import ImageStore
-from pseudoword.runtime.worker.inference import image_inference
+from pseudoword.runtime.worker.inference import plan_inference, run_plan
 from pseudoword.runtime.worker.logs import task_event
 from pseudoword.runtime.worker.metrics import WorkerMetrics
 from pseudoword.runtime.worker.models import LoadedModel
+from pseudoword.runtime.worker.pending import PendingResults
 from pseudoword.runtime.worker.protocol import (
     Task,
     TaskError,
@@ -50,6 +51,7 @@ class Worker:
         self.executor = ThreadPoolExecutor(max(settings.encode_threads, 1), thread_name_prefix="pseudoword-encode")
         self.images = ImageStore(settings.data_dir / "images", settings.url_ttl)
         self.sessions: dict[str, float] = {}
+        self.pending = PendingResults(settings.url_ttl)
         self.closing = False
 
     # -- tasks --------------------------------------------------------------------------------
@@ -61,7 +63,16 @@ class Worker:
             if self.closing:
                 raise shutting_down()
             if task.task_type == "imageInference":
-                items = await image_inference(self, task, base_url)
+                plan = plan_inference(self, task)
+                if plan.asynchronous:  # acknowledged now, answered through getResponse
+                    ack = self.pending.start(task.task_type, task.task_uuid, self.run_task_async(plan, base_url))
+                    self._done(task, "accepted", started)
+                    return [ack]
+                items = await run_plan(self, plan, base_url)
+            elif task.task_type == "getResponse":
+                items = self.pending.poll(task.task_uuid)
+                self._done(task, "ok", started)
+                return items
             elif task.task_type == "modelSearch":
                 items = [await model_search(self, task)]
             else:  # authentication and ping are answered by the transports
@@ -79,6 +90,18 @@ class Worker:
             raise TaskError("internalError", f"the worker failed on this task ({type(exc).__name__})", status=500,
                             task_type=task.task_type, task_uuid=task.task_uuid) from None
         self._done(task, "ok", started, images=len(items) if task.task_type == "imageInference" else None)
+        return items
+
+    async def run_task_async(self, plan: Any, base_url: str) -> list[dict[str, Any]]:
+        """An asynchronous task's work, logged and counted like any task's."""
+        task, started = plan.task, time.monotonic()
+        try:
+            items = await run_plan(self, plan, base_url)
+        except TaskError as exc:
+            exc.for_task(task.task_type, task.task_uuid)
+            self._done(task, "error", started, code=exc.code)
+            raise
+        self._done(task, "ok", started, images=len(items))
         return items
 
     def _done(self, task: Task, outcome: str, started: float, **fields: Any) -> None:

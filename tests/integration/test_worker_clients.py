@@ -116,8 +116,12 @@ def test_runwares_rest_sdk_runs_inference_with_embeddings_and_model_search(worke
         {"kind": "model_search", "params": {"category": "checkpoint"}},
         {"kind": "run", "params": {**inference, "lora": [{"model": "civitai:1@1", "weight": 1}]}},
         {"kind": "run", "params": {**inference, "embeddings": [{"model": "wk:pdxl@1", "weight": 1}]}},
+        # the SDK's default delivery: acknowledged, then polled with getResponse
+        {"kind": "run", "params": {key: value for key, value in inference.items() if key != "deliveryMethod"}},
     ]
-    images, embeddings, checkpoints, lora, wrong_arch = rest_sdk(runware_sdk_python, worker.url, calls)
+    images, embeddings, checkpoints, lora, wrong_arch, polled = rest_sdk(runware_sdk_python, worker.url, calls)
+    assert [item["seed"] for item in polled["result"]] == [4242, 4243]
+    assert all(item["status"] == "success" and item["imageURL"] for item in polled["result"])
     items = images["result"]
     assert [item["seed"] for item in items] == [4242, 4243]
     for item in items:

@@ -133,7 +133,7 @@ def test_a_wrong_architecture_embedding_gets_its_documented_error(live: LiveWork
     ({"controlNet": [{"model": "x"}]}, "unsupportedParameter", "controlNet"),
     ({"refiner": {"model": "x"}}, "unsupportedParameter", "refiner"),
     ({"fancyNewThing": 1}, "unknownParameter", "fancyNewThing"),
-    ({"deliveryMethod": "async"}, "unsupportedParameter", "deliveryMethod"),
+    ({"deliveryMethod": "later"}, "invalidDeliveryMethod", "deliveryMethod"),
 ])
 def test_bad_values_and_unsupported_features_are_refused_by_name(live: LiveWorker, changes: dict[str, Any],
                                                                   code: str, parameter: str) -> None:
@@ -142,6 +142,29 @@ def test_bad_values_and_unsupported_features_are_refused_by_name(live: LiveWorke
     assert response.status_code == 400, response.text
     [error] = response.json()["errors"]
     assert (error["code"], error["parameter"], error["taskUUID"]) == (code, parameter, item["taskUUID"])
+
+
+def test_async_delivery_is_acknowledged_then_polled_with_get_response(live: LiveWorker) -> None:
+    item = task(deliveryMethod="async", embeddings=[{"model": "wk:glass@1", "weight": 1}])
+    ack = post(live, [item])
+    assert ack.status_code == 200
+    assert ack.json()["data"] == [{"taskType": "imageInference", "taskUUID": item["taskUUID"], "status": "processing"}]
+    poll = [{"taskType": "getResponse", "taskUUID": item["taskUUID"]}]
+    _wait(lambda: post(live, poll).json()["data"][0]["status"] == "success")
+    [result] = post(live, poll).json()["data"]
+    assert result["taskType"] == "imageInference" and result["seed"] == 1234
+    assert np.array_equal(pixels(result), one_image(live, embeddings=[{"model": "wk:glass@1", "weight": 1}]))
+    again = post(live, [item])  # the same taskUUID again
+    assert again.status_code == 400 and again.json()["errors"][0]["code"] == "duplicateTaskUUID"
+    failing = task(deliveryMethod="async", embeddings=[{"model": "wk:nosuch@1", "weight": 1}])
+    assert post(live, [failing]).json()["data"][0]["status"] == "processing"
+    poll = [{"taskType": "getResponse", "taskUUID": failing["taskUUID"]}]
+    _wait(lambda: "errors" in post(live, poll).json())
+    [error] = post(live, poll).json()["errors"]
+    assert (error["code"], error["parameter"], error["taskUUID"]) == (
+        "unknownEmbedding", "embeddings[0].model", failing["taskUUID"])
+    unknown = post(live, [{"taskType": "getResponse", "taskUUID": "6c0ad2c5-5e61-4f8c-9a5b-1b2a3c4d5e6f"}])
+    assert unknown.status_code == 404 and unknown.json()["errors"][0]["code"] == "unknownTaskUUID"
 
 
 # -- batching --------------------------------------------------------------------------------
