@@ -222,12 +222,18 @@ def test_websocket_authentication_ping_and_sessions(worker: WorkerProcess) -> No
             await ws.send("not json")
             answers.append(json.loads(await ws.recv()))
         session = answers[2]["data"][0]["connectionSessionUUID"]
+        async with websockets.connect(worker.ws_url, max_size=None) as ws:  # a message over the limit
+            await ws.send(json.dumps([{"taskType": "ping", "pad": "x" * (1024 * 1024 + 1)}]))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            answers.append(closed.value.rcvd.code if closed.value.rcvd else None)
         async with websockets.connect(worker.ws_url) as ws:  # a reconnecting client keeps its session
             await ws.send(json.dumps([{"taskType": "authentication", "apiKey": KEY, "connectionSessionUUID": session}]))
             answers.append(json.loads(await ws.recv()))
         return answers
 
-    unauthenticated, wrong, ok, pong, garbage, resumed = asyncio.run(run())
+    unauthenticated, wrong, ok, pong, garbage, too_big, resumed = asyncio.run(run())
+    assert too_big == 1009  # "message too big": the connection closes, the worker goes on
     assert unauthenticated["errors"][0]["code"] == "missingApiKey"
     assert wrong["errors"][0] == {"code": "invalidApiKey", "message": "invalid API key", "parameter": "apiKey",
                                   "taskType": "authentication", "taskUUID": None}

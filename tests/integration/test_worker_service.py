@@ -432,9 +432,15 @@ def test_nothing_leaks_threads_tickets_or_expired_files(sd1: Any, resolver: Reso
         _wait(lambda: not any(images_dir.iterdir()), timeout=15)  # the sweep removed every expired file
         assert httpx.get(urls[-1]).status_code == 404
         gc.collect()
-        assert not [obj for obj in gc.get_objects() if isinstance(obj, Ticket)]
+        assert not [obj for obj in gc.get_objects() if type(obj) is Ticket]
         queue = next(iter(worker.worker.queues.values()))
         assert queue.depth() == 0
+        metrics, model = worker.worker.metrics.registry, {"model": loaded(sd1).air}
+        assert metrics.get_sample_value("pseudoword_worker_queue_depth", model) == 0
+        assert metrics.get_sample_value("pseudoword_worker_pipeline_seconds_count", model) == 6
+        assert metrics.get_sample_value("pseudoword_worker_queue_seconds_count", model) == 6
+        assert metrics.get_sample_value("pseudoword_worker_tasks_total",
+                                        {"task_type": "imageInference", "outcome": "error"}) == 3
     finally:
         worker.stop()
     assert not queue.alive  # the batch thread stopped with the app
