@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from litestar import Litestar, MediaType, Request, Response, get, post, websocket
 from litestar.connection import WebSocket
-from litestar.exceptions import WebSocketDisconnect
+from litestar.exceptions import HTTPException, WebSocketDisconnect
 from litestar.params import Parameter
 from litestar.response import File
 
@@ -118,6 +118,15 @@ async def metrics(request: Request[Any, Any, Any]) -> bytes:
     return _worker(request).metrics.render()
 
 
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's own refusals (a chunked body over the limit, an unknown route, a wrong method)
+    in Runware's error shape too."""
+    status = exc.status_code
+    code = {404: "notFound", 405: "methodNotAllowed", 413: "payloadTooLarge"}.get(status, "invalidRequest")
+    error = TaskError(code, str(exc.detail), status=status)
+    return Response(json.dumps(envelope([], [error])).encode(), status_code=status, media_type=MediaType.JSON)
+
+
 def create_app(worker: Worker) -> Litestar:
     """The app around ``worker``; its lifespan sweeps expired URL images and, at shutdown, drains
     the queues (graceful) and stops the worker's threads."""
@@ -136,6 +145,7 @@ def create_app(worker: Worker) -> Litestar:
             log.info("worker stopped")
 
     app = Litestar(route_handlers=[rest, ws, image, healthz, readyz, metrics], lifespan=[lifespan],
-                   request_max_body_size=worker.settings.max_body_bytes, openapi_config=None)
+                   request_max_body_size=worker.settings.max_body_bytes, openapi_config=None,
+                   exception_handlers={HTTPException: _http_error})
     app.state.worker = worker
     return app

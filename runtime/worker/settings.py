@@ -11,16 +11,30 @@ import hmac
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pseudoword.registry.core.errors import InvalidRequest
+
+
+def _number(name: str, default: float, kind: type) -> Any:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a {kind.__name__}, got {raw!r}", {"setting": name}) from None
+    if value < 0:
+        raise InvalidRequest(f"{name} must not be negative, got {raw!r}", {"setting": name})
+    return value
 
 
 def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw not in (None, "") else default
+    return float(_number(name, default, float))
 
 
 def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+    return int(_number(name, default, int))
 
 
 @dataclass(frozen=True)

@@ -374,6 +374,23 @@ def test_malformed_task_arrays_get_their_error_and_the_worker_keeps_serving(live
     assert_serving(live)
 
 
+def test_transport_refusals_are_in_runwares_shape_too(live: LiveWorker) -> None:
+    def chunks() -> Any:
+        yield b'[{"taskType": "ping", "pad": "'
+        for _ in range(300):
+            yield b"x" * 1024
+        yield b'"}]'
+
+    chunked = httpx.post(f"{live.url}/v1", content=chunks(), headers={"Authorization": f"Bearer {KEY}"})
+    assert chunked.status_code == 413 and chunked.json()["errors"][0]["code"] == "payloadTooLarge"
+    wrong_method = httpx.get(f"{live.url}/v1")
+    assert wrong_method.status_code == 405 and wrong_method.json()["errors"][0]["code"] == "methodNotAllowed"
+    for name in ("nothing-here.png", "x" * 100):
+        missing = httpx.get(f"{live.url}/images/{name}")
+        assert missing.status_code in (400, 404) and "errors" in missing.json()
+    assert_serving(live)
+
+
 def test_wrong_types_in_a_task_name_the_parameter(live: LiveWorker) -> None:
     for changes, parameter in (({"positivePrompt": 5}, "positivePrompt"), ({"width": "64"}, "width"),
                                ({"seed": 1.5}, "seed"), ({"numberResults": True}, "numberResults"),

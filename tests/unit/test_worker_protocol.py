@@ -148,6 +148,12 @@ def test_api_keys_from_the_environment_are_compared_and_hidden(monkeypatch: pyte
     assert not settings.key_ok("three") and not settings.key_ok(None) and not settings.key_ok("x" * 10_000)
     assert "key-alpha" not in repr(settings) and "from-file" not in repr(settings)
     assert WorkerSettings().key_ok("anything")  # no keys configured: open (the CLI warns)
+    monkeypatch.setenv("PSEUDOWORD_WORKER_QUEUE_SIZE", "lots")
+    with pytest.raises(core.InvalidRequest, match="PSEUDOWORD_WORKER_QUEUE_SIZE must be a int"):
+        WorkerSettings.from_env()
+    monkeypatch.setenv("PSEUDOWORD_WORKER_QUEUE_SIZE", "-1")
+    with pytest.raises(core.InvalidRequest, match="must not be negative"):
+        WorkerSettings.from_env()
 
 
 def test_url_images_expire_and_names_are_checked(tmp_path: Path) -> None:
@@ -169,3 +175,19 @@ def test_cli_worker_refuses_a_bad_models_file_in_one_line(tmp_path: Path) -> Non
     bad = _models(tmp_path, json.dumps({"x": 1}))
     result = CliRunner().invoke(app, ["worker", "--models", str(bad)])
     assert result.exit_code == 1 and "error [invalid_request]" in result.output
+
+
+def test_cli_worker_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_litestar(name: str, *args: object, **kwargs: object) -> object:
+        if name == "litestar":
+            raise ModuleNotFoundError("No module named 'litestar'", name="litestar")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_litestar)
+    result = CliRunner().invoke(app, ["worker", "--models", str(tmp_path / "models.toml")])
+    assert result.exit_code == 1
+    assert "pip install 'pseudoword[worker]'" in result.output and "litestar" in result.output
