@@ -12,6 +12,7 @@ import io
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,31 @@ def test_async_delivery_is_acknowledged_then_polled_with_get_response(live: Live
         "unknownEmbedding", "embeddings[0].model", failing["taskUUID"])
     unknown = post(live, [{"taskType": "getResponse", "taskUUID": "6c0ad2c5-5e61-4f8c-9a5b-1b2a3c4d5e6f"}])
     assert unknown.status_code == 404 and unknown.json()["errors"][0]["code"] == "unknownTaskUUID"
+
+
+def test_each_checkpoint_has_its_pipeline_and_embeddings_must_match_it(sd1: Any, sdxl: Any, resolver: Resolver,
+                                                                       tmp_path: Path) -> None:
+    from tests.worker_harness import SDXL_AIR
+
+    worker = start_worker([loaded(sd1), loaded(sdxl, SDXL_AIR, "sdxl", width=64, height=64)],
+                          _settings(tmp_path), resolver)
+    try:
+        xl = task(model=SDXL_AIR, embeddings=[{"model": "wk:pdxl@1", "weight": 1}], steps=2)
+        del xl["width"], xl["height"]  # the model's defaults fill them in
+        response = post(worker, [xl, task(embeddings=[{"model": "wk:glass@1", "weight": 1}], steps=2)])
+        assert response.status_code == 200, response.text
+        assert len(response.json()["data"]) == 2
+        wrong = post(worker, [task(model=SDXL_AIR, embeddings=[{"model": "wk:glass@1", "weight": 1}])])
+        [error] = wrong.json()["errors"]
+        assert (error["code"], error["parameter"]) == ("embeddingArchitectureMismatch", "embeddings[0].model")
+        search = post(worker, [{"taskType": "modelSearch", "taskUUID": str(uuid.uuid4()), "category": "checkpoint",
+                                "architecture": "sdxl"}]).json()["data"][0]
+        assert [r["air"] for r in search["results"]] == [SDXL_AIR] and search["totalResults"] == 1
+        both = post(worker, [{"taskType": "modelSearch", "taskUUID": str(uuid.uuid4()), "search": "pony"}])
+        assert [r["air"] for r in both.json()["data"][0]["results"]] == ["wk:pdxl@1"]
+        assert set(worker.worker.queues) == {loaded(sd1).air, SDXL_AIR}
+    finally:
+        worker.stop()
 
 
 # -- batching --------------------------------------------------------------------------------
