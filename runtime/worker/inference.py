@@ -82,6 +82,9 @@ def plan_inference(worker: Worker, task: Task) -> Plan:
         if side % SIDE_STEP:
             raise TaskError(f"invalid{name.capitalize()}", f"{name} {side} must be a multiple of {SIDE_STEP}",
                             parameter=name)
+    if req.number_results > worker.settings.queue_size:
+        raise TaskError("invalidNumberResults", f"numberResults {req.number_results} is more than this worker queues "
+                        f"at once ({worker.settings.queue_size})", parameter="numberResults")
     if not worker.queues[model.air].has_room(req.number_results):
         raise busy(model.air)
     return Plan(task, model, req, width, height, arrived)

@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=2, help="requests per client per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--size", type=int, default=None, help="image side (default 64; 512 with --real-size)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--real-size", action="store_true", help="SD 1.5-size UNet/VAE at 512x512")
     parser.add_argument("--json", action="store_true")
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("no CUDA device here: run this on a machine with one (tests/benchmarks/bench_worker_cuda.sh)")
     pipe = real_size_sd15(args.device) if args.real_size else build_sd1(layers=2).to(args.device)
     pipe.set_progress_bar_config(disable=True)
-    size = 512 if args.real_size else 64
+    size = args.size or (512 if args.real_size else 64)
     res = resolver()
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     common = {"data_dir": tmp, "queue_size": 256, "task_timeout": 3600.0}

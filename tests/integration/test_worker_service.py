@@ -129,6 +129,7 @@ def test_a_wrong_architecture_embedding_gets_its_documented_error(live: LiveWork
     ({"steps": "many"}, "invalidSteps", "steps"),
     ({"CFGScale": 99}, "invalidCFGScale", "CFGScale"),
     ({"outputFormat": "GIF"}, "invalidOutputFormat", "outputFormat"),
+    ({"numberResults": 17}, "invalidNumberResults", "numberResults"),  # more than the queue (16) holds
     ({"scheduler": "Nope"}, "invalidScheduler", "scheduler"),
     ({"lora": [{"model": "civitai:1@1", "weight": 1}]}, "unsupportedParameter", "lora"),
     ({"controlNet": [{"model": "x"}]}, "unsupportedParameter", "controlNet"),
