@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pseudoword.registry.core.errors import PseudowordError
 from pseudoword.runtime.generation import (
     GenerationRequest,
+    Job,
     a1111_clip_skip,
     as_run,
     encode_generation,
@@ -24,7 +25,7 @@ from pseudoword.runtime.generation import (
 )
 from pseudoword.runtime.schedulers import display_name
 from pseudoword.runtime.worker.batcher import Shape, Ticket
-from pseudoword.runtime.worker.images import EXTENSIONS
+from pseudoword.runtime.worker.images import EXTENSIONS, MEDIA_TYPES
 from pseudoword.runtime.worker.models import LoadedModel, canonical_air
 from pseudoword.runtime.worker.protocol import Task, TaskError, busy, deadline_passed, from_runtime
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 DEFAULT_FORMAT = "JPG"
 #: Runware asks for sides in multiples of 64.
 SIDE_STEP = 64
-_MEDIA = {"PNG": "image/png", "JPG": "image/jpeg", "WEBP": "image/webp"}
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,6 @@ async def run_plan(worker: Worker, plan: Plan, base_url: str) -> list[dict[str, 
 
     shape = Shape(width, height, req.steps, req.scheduler, req.cfg_scale,
                   tuple((key, tuple(value.shape)) for key, value in sorted(encoded.kwargs.items())))
-    from pseudoword.runtime.generation import Job
-
     tickets = [Ticket(Job(encoded.kwargs, seed), shape, loop.create_future(), loop, deadline, task.task_uuid)
                for seed in req.seeds]
     queue.submit(tickets)
@@ -134,32 +132,34 @@ async def run_plan(worker: Worker, plan: Plan, base_url: str) -> list[dict[str, 
     sampler = display_name(req.scheduler, model.pipe.scheduler)
     clip_skip = a1111_clip_skip(model.pipe, req.clip_skip)
 
+    image_uuids = [str(uuid.uuid4()) for _ in req.seeds]
+
     def files() -> list[bytes]:
+        """Encode the files (with A1111's infotext) and keep the URL ones, off the event loop."""
         out = []
-        for image, seed in zip(images, req.seeds, strict=True):
+        for image, seed, image_uuid in zip(images, req.seeds, image_uuids, strict=True):
             parameters = infotext(as_run(req, width, height, seed, sampler), encoded, model.air, clip_skip)
-            out.append(image_bytes(image, fmt, parameters=parameters, quality=req.output_quality))
+            blob = image_bytes(image, fmt, parameters=parameters, quality=req.output_quality)
+            if "URL" in req.output_type:
+                worker.images.put(image_uuid, fmt, blob)
+            out.append(blob)
         return out
 
     blobs = await loop.run_in_executor(worker.executor, files)
     results = []
-    for ticket, blob, seed in zip(tickets, blobs, req.seeds, strict=True):
-        image_uuid = str(uuid.uuid4())
+    for ticket, blob, seed, image_uuid in zip(tickets, blobs, req.seeds, image_uuids, strict=True):
         item: dict[str, Any] = {"taskType": "imageInference", "taskUUID": task.task_uuid, "imageUUID": image_uuid,
                                 "seed": seed}
         for output in req.output_type:
             if output == "URL":
-                name = worker.images.put(image_uuid, fmt, blob)
-                item["imageURL"] = f"{base_url.rstrip('/')}/images/{name}"
+                item["imageURL"] = f"{base_url.rstrip('/')}/images/{image_uuid}.{EXTENSIONS[fmt]}"
             elif output == "base64Data":
                 item["imageBase64Data"] = base64.b64encode(blob).decode("ascii")
             else:
-                item["imageDataURI"] = f"data:{_MEDIA[fmt]};base64,{base64.b64encode(blob).decode('ascii')}"
+                item["imageDataURI"] = f"data:{MEDIA_TYPES[EXTENSIONS[fmt]]};base64,{base64.b64encode(blob).decode('ascii')}"
         if req.include_cost:
             # Not money: the seconds this image took (its encode share plus its share of the batch).
             item["cost"] = round(encode_seconds / len(tickets) + ticket.seconds, 4)
         results.append(item)
     return results
 
-
-__all__ = ["EXTENSIONS", "image_inference"]

@@ -34,7 +34,7 @@ def _checkpoint(spec: Any) -> dict[str, Any]:
 
 
 def _checkpoint_item(spec: Any) -> dict[str, Any]:
-    source_model, _, version = spec.air.partition("@")
+    version = spec.air.partition("@")[2]
     return {"air": spec.air, "name": spec.name, "version": version, "category": "checkpoint",
             "architecture": RUNWARE_ARCH[spec.architecture], "tags": list(spec.tags), "heroImage": "",
             "private": False, "comment": "", "type": "base",
