@@ -101,6 +101,10 @@ class Worker:
             exc.for_task(task.task_type, task.task_uuid)
             self._done(task, "error", started, code=exc.code)
             raise
+        except Exception:
+            log.exception("task failed", extra={"taskUUID": task.task_uuid, "taskType": task.task_type})
+            self._done(task, "error", started, code="internalError")
+            raise
         self._done(task, "ok", started, images=len(items))
         return items
 
