@@ -1,4 +1,5 @@
-"""``pseudoword worker`` as users run it (a subprocess on a demo pipeline and a live registry),
+"""``pseudoword worker`` as users run it (a subprocess on a demo pipeline and the session's live
+registry, on each backend: SQLite + local blobs, PostgreSQL + S3 through moto),
 driven by clients we did not write: Runware's WebSocket SDK (``runware``, pinned in the dev
 extra) and its REST SDK (``runware-sdk``, pinned in scripts/runware_sdk_env.sh, in a venv of its
 own because both install a package named ``runware``). The same request and seed give the same
@@ -26,17 +27,17 @@ from typer.testing import CliRunner
 
 from pseudoword.cli.main import app
 from tests.conftest import ROOT, require
-from tests.integration.servers import Server, start_server
+from tests.integration.servers import Server
 from tests.integration.worker_fixtures import KEY, publish_all
 from tests.worker_harness import SD1_AIR, WorkerProcess, start_worker_process
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory, embeddings_dir: Path) -> Iterator[Server]:
-    server = start_server(tmp_path_factory.mktemp("clients-registry"))
-    publish_all(server, embeddings_dir)
-    yield server
-    server.stop()
+def published(registry: Server, embeddings_dir: Path) -> Server:
+    """The session's live registry (one per backend: SQLite + local blobs, PostgreSQL + S3),
+    holding the test embeddings (publishing them again is a no-op)."""
+    publish_all(registry, embeddings_dir)
+    return registry
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,8 @@ scheduler = "Euler a"
 
 
 @pytest.fixture(scope="module")
-def worker(models_file: Path, registry: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    process = start_worker_process(models_file, tmp_path_factory.mktemp("clients-worker"), registry.url,
+def worker(models_file: Path, published: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    process = start_worker_process(models_file, tmp_path_factory.mktemp("clients-worker"), published.url,
                                    extra_env={"PSEUDOWORD_WORKER_API_KEYS": f"other-key,{KEY}"})
     yield process
     process.stop()
@@ -175,7 +176,7 @@ def test_runwares_websocket_sdk_runs_inference_with_embeddings_and_model_search(
     assert refused.error_data["parameter"] == "embeddings[0].model" and "wk:nosuch@1" in refused.error_data["message"]
 
 
-def test_same_request_same_image_over_rest_websocket_and_generate(worker: WorkerProcess, registry: Server,
+def test_same_request_same_image_over_rest_websocket_and_generate(worker: WorkerProcess, published: Server,
                                                                   pipeline_dir: Path, tmp_path: Path) -> None:
     task = {"taskType": "imageInference", "taskUUID": str(uuid.uuid4()), "model": SD1_AIR,
             "outputType": "base64Data", "outputFormat": "PNG", **REQUEST}
@@ -197,7 +198,7 @@ def test_same_request_same_image_over_rest_websocket_and_generate(worker: Worker
     request_file.write_text(json.dumps(task))
     out = tmp_path / "out.png"
     result = CliRunner().invoke(app, ["generate", str(request_file), "--pipeline", str(pipeline_dir), "--out",
-                                      str(out), "--registry", registry.url, "--cache-dir", str(tmp_path / "cache")])
+                                      str(out), "--registry", published.url, "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     generate_pixels = _pixels(out.read_bytes())
     assert np.array_equal(rest_pixels, ws_pixels)
@@ -246,8 +247,8 @@ def test_websocket_authentication_ping_and_sessions(worker: WorkerProcess) -> No
     assert KEY not in log and "wrong" not in log
 
 
-def test_metrics_and_sigterm_drains_in_flight_work(models_file: Path, registry: Server, tmp_path: Path) -> None:
-    process = start_worker_process(models_file, tmp_path, registry.url, extra_env={"PSEUDOWORD_LOG_FORMAT": "json"})
+def test_metrics_and_sigterm_drains_in_flight_work(models_file: Path, published: Server, tmp_path: Path) -> None:
+    process = start_worker_process(models_file, tmp_path, published.url, extra_env={"PSEUDOWORD_LOG_FORMAT": "json"})
     try:
         answers: list[httpx.Response] = []
         task = {"taskType": "imageInference", "taskUUID": str(uuid.uuid4()), "model": SD1_AIR,
