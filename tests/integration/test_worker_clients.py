@@ -248,23 +248,29 @@ def test_websocket_authentication_ping_and_sessions(worker: WorkerProcess) -> No
 
 
 def test_metrics_and_sigterm_drains_in_flight_work(models_file: Path, published: Server, tmp_path: Path) -> None:
+    import time
+
     process = start_worker_process(models_file, tmp_path, published.url, extra_env={"PSEUDOWORD_LOG_FORMAT": "json"})
     try:
-        answers: list[httpx.Response] = []
+        answered: list[tuple[float, httpx.Response]] = []
         task = {"taskType": "imageInference", "taskUUID": str(uuid.uuid4()), "model": SD1_AIR,
-                "positivePrompt": "slow", "width": 256, "height": 256, "steps": 6, "outputType": "base64Data"}
-        thread = threading.Thread(target=lambda: answers.append(
-            httpx.post(f"{process.url}/v1", json=[task], timeout=120)))
-        thread.start()
-        import time
+                "positivePrompt": "slow", "width": 512, "height": 512, "steps": 4, "outputType": "base64Data"}
+        def send() -> None:
+            response = httpx.post(f"{process.url}/v1", json=[task], timeout=300)
+            answered.append((time.monotonic(), response))
 
-        deadline = time.monotonic() + 30
-        while "pseudoword_worker_queue_depth" not in httpx.get(f"{process.url}/metrics").text:
-            assert time.monotonic() < deadline
-        time.sleep(1.0)  # the task is in the pipeline
+        thread = threading.Thread(target=send)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while 'pseudoword_worker_queue_seconds_count{model="' not in httpx.get(f"{process.url}/metrics").text:
+            assert time.monotonic() < deadline, "the task never reached the pipeline"
+            time.sleep(0.05)
+        stopped = time.monotonic()  # the task is denoising now (a few seconds at 512x512)
         process.process.send_signal(signal.SIGTERM)
-        thread.join(120)
-        assert answers and answers[0].status_code == 200, answers  # finished, not dropped
+        thread.join(300)
+        [(when, response)] = answered
+        assert response.status_code == 200, response.text  # finished, not dropped
+        assert when > stopped
         # uvicorn re-raises the signal once it has shut down gracefully (exit -15, not a crash)
         assert process.process.wait(timeout=60) in (0, -signal.SIGTERM)
     finally:
