@@ -455,6 +455,22 @@ def test_a_mixed_array_answers_data_and_errors_together(live: LiveWorker) -> Non
     assert fetched.content == base64.b64decode(images[0]["imageDataURI"].split(",", 1)[1])
 
 
+def test_output_formats_and_quality(live: LiveWorker) -> None:
+    sizes = {}
+    for fmt, quality, magic in (("JPG", 30, b"\xff\xd8"), ("JPG", 95, b"\xff\xd8"), ("WEBP", 80, b"RIFF"),
+                                (None, None, b"\xff\xd8")):  # Runware's default is JPG
+        changes: dict[str, Any] = {"outputFormat": fmt, "outputQuality": quality, "width": 256, "height": 256,
+                                   "steps": 1}
+        body = task(**{k: v for k, v in changes.items() if v is not None})
+        if fmt is None:
+            del body["outputFormat"]
+        item = post(live, [body]).json()["data"][0]
+        data = base64.b64decode(item["imageBase64Data"])
+        assert data.startswith(magic), (fmt, data[:8])
+        sizes[(fmt, quality)] = len(data)
+    assert sizes[("JPG", 30)] < sizes[("JPG", 95)]
+
+
 # -- nothing leaks ---------------------------------------------------------------------------
 
 

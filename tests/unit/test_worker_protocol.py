@@ -191,3 +191,16 @@ def test_cli_worker_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch, 
     result = CliRunner().invoke(app, ["worker", "--models", str(tmp_path / "models.toml")])
     assert result.exit_code == 1
     assert "pip install 'pseudoword[worker]'" in result.output and "litestar" in result.output
+
+
+def test_the_worker_never_imports_the_registry_service_or_sqlmodel() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import pseudoword.runtime.worker.app, pseudoword.runtime.worker.service, "
+            "pseudoword.cli.worker_cmd; "
+            "bad = sorted(m for m in sys.modules if m.startswith(('sqlmodel', 'sqlalchemy', 'alembic', "
+            "'pseudoword.registry.service'))); print(','.join(bad))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
