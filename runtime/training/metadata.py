@@ -24,7 +24,7 @@ def text_encoder_sha256(stack: TextStack) -> str:
     for slot in stack.slots:
         for name, tensor in sorted(slot.encoder.state_dict().items()):
             digest.update(f"{slot.vector_key}.{name}".encode())
-            digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())  # no copy
     return digest.hexdigest()
 
 

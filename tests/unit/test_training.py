@@ -123,3 +123,20 @@ def test_loss_curve_is_written_beside_the_output(sd1_run: Any) -> None:
     with Image.open(result.loss_png) as image:
         assert image.format == "PNG" and image.size == (800, 400)
         assert len(image.convert("RGB").getcolors(maxcolors=100_000) or []) > 2  # something was drawn
+
+
+def test_sd2_trains_and_names_its_modelspec_architecture(sd2: Any, tmp_path: Path) -> None:
+    result = train(_options(tmp_path, steps=2, batch=1), sd2)
+    assert result.embedding.architecture == "sd2"
+    assert result.embedding.vectors["emb_params"].shape == (1, 1024)
+    assert result.embedding.metadata["modelspec.architecture"] == "stable-diffusion-v2-512/textual-inversion"
+
+
+def test_prompts_follow_the_kind_and_the_captions() -> None:
+    from pseudoword.runtime.training.templates import OBJECT_TEMPLATES, STYLE_TEMPLATES, prompt_for
+
+    assert prompt_for("object", 0, "zqtoy", None) == OBJECT_TEMPLATES[0].format("zqtoy")
+    assert prompt_for("style", len(STYLE_TEMPLATES) + 1, "zqtoy", None) == STYLE_TEMPLATES[1].format("zqtoy")
+    assert prompt_for("object", 0, "zqtoy", "[name] on a red table") == "zqtoy on a red table"
+    assert prompt_for("object", 0, "zqtoy", "a ZQTOY on grass") == "a ZQTOY on grass"
+    assert prompt_for("object", 0, "zqtoy", "on grass, sunny") == f"{OBJECT_TEMPLATES[0].format('zqtoy')}, on grass, sunny"
