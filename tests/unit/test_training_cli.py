@@ -17,6 +17,16 @@ from tests.integration.servers import Server, start_server
 from tests.unit.training_support import image_folder
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("pipe") / "sd1"
@@ -39,8 +49,7 @@ def _train(pipeline_dir: Path, tmp_path: Path, *extra: str) -> Any:
         "--sample-every", "2", "--batch", "2", "--device", "cpu", *extra])
 
 
-def test_train_then_publish(pipeline_dir: Path, server: Server, tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_train_then_publish(pipeline_dir: Path, server: Server, tmp_path: Path) -> None:
     done = _train(pipeline_dir, tmp_path, "--json", "--publish", "studio:zqtoy@1", "--registry", server.url,
                   "--token", server.admin_token)
     assert done.exit_code == 0, done.output
