@@ -106,8 +106,8 @@ def train(
     if result.samples:
         say(f"samples: {result.samples[-1].parent} ({len(result.samples)})")
     if published is not None:
-        say(f"published {published.record.get('id')}" + ("" if published.preview_sent else
-                                                         " (without a preview: this registry client has no preview upload)"))
+        note = "" if published.preview_sent else " (without a preview: this registry client has no preview upload)"
+        say(f"published {published.record.get('id')}{note}")
 
 
 class _LossProgress:

@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{args.steps} steps, {args.threads} thread(s)")
         print(f"  ours:      {report['ours_steps_per_s']:.2f} steps/s, peak +{report['ours_peak_mb']:.0f} MiB, "
               f"mean loss {report['ours_mean_loss']:.5f}")
-        print(f"  diffusers: {report['diffusers_steps_per_s']:.2f} steps/s, peak +{report['diffusers_peak_mb']:.0f} MiB, "
+        print(f"  diffusers: {report['diffusers_steps_per_s']:.2f} steps/s, "
+              f"peak +{report['diffusers_peak_mb']:.0f} MiB, "
               f"mean loss {report['diffusers_mean_loss']:.5f}")
         print(f"  speedup {report['speedup']:.2f}x, memory {report['memory_ratio']:.1f}x less, largest per-step loss "
               f"difference {report['max_step_loss_difference']:.2e}")

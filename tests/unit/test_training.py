@@ -61,7 +61,8 @@ def test_loss_falls_and_only_the_new_vectors_change(run: str, request: pytest.Fi
     encoders = {"emb_params": pipe.text_encoder} if run == "sd1_run" else {"clip_l": pipe.text_encoder,
                                                                             "clip_g": pipe.text_encoder_2}
     for key, encoder in encoders.items():  # every encoder's vectors moved from the init word by their gradients,
-        init = encoder.get_input_embeddings().weight[pipe.tokenizer(word, add_special_tokens=False).input_ids[0]].detach()
+        token = pipe.tokenizer(word, add_special_tokens=False).input_ids[0]
+        init = encoder.get_input_embeddings().weight[token].detach()
         decay_alone = float(init.abs().max()) * (1 - (1 - 0.01 * 1e-2) ** len(result.steps))  # (not AdamW's decay)
         assert float((result.embedding.vectors[key] - init).abs().max()) > 10 * decay_alone
 
@@ -142,4 +143,5 @@ def test_prompts_follow_the_kind_and_the_captions() -> None:
     assert prompt_for("style", len(STYLE_TEMPLATES) + 1, "zqtoy", None) == STYLE_TEMPLATES[1].format("zqtoy")
     assert prompt_for("object", 0, "zqtoy", "[name] on a red table") == "zqtoy on a red table"
     assert prompt_for("object", 0, "zqtoy", "a ZQTOY on grass") == "a ZQTOY on grass"
-    assert prompt_for("object", 0, "zqtoy", "on grass, sunny") == f"{OBJECT_TEMPLATES[0].format('zqtoy')}, on grass, sunny"
+    first = OBJECT_TEMPLATES[0].format("zqtoy")
+    assert prompt_for("object", 0, "zqtoy", "on grass, sunny") == f"{first}, on grass, sunny"

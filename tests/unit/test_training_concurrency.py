@@ -23,8 +23,9 @@ def test_two_trainings_and_encode_at_once_equal_each_alone(sd1: Any, tmp_path: P
     torch.set_num_threads(1)
     try:
         before = pipeline_state(sd1)
-        one = TrainOptions(images=image_folder(tmp_path / "a", count=3), trigger="zqtoy", out=tmp_path / "a.safetensors",
-                           steps=4, lr=0.01, batch=2, seed=1, checkpoint_every=0, sample_every=0)
+        one = TrainOptions(images=image_folder(tmp_path / "a", count=3), trigger="zqtoy",
+                           out=tmp_path / "a.safetensors", steps=4, lr=0.01, batch=2, seed=1, checkpoint_every=0,
+                           sample_every=0)
         two = TrainOptions(images=image_folder(tmp_path / "b", count=2), trigger="qzstyle", kind="style", vectors=2,
                            out=tmp_path / "b.safetensors", steps=4, lr=0.02, batch=1, seed=2, checkpoint_every=0,
                            sample_every=0)

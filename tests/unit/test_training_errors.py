@@ -60,7 +60,8 @@ def test_trigger_already_a_vocabulary_word(sd1: Any, tmp_path: Path, trigger: st
     _nothing_written(tmp_path)
 
 
-@pytest.mark.parametrize(("word", "tokens"), [("red car", "red</w> car</w>"), ("photorealistic", "photo realistic</w>")])
+@pytest.mark.parametrize(("word", "tokens"), [("red car", "red</w> car</w>"),
+                                              ("photorealistic", "photo realistic</w>")])
 def test_init_word_of_several_tokens(sd1: Any, tmp_path: Path, word: str, tokens: str) -> None:
     with pytest.raises(InvalidRequest, match=f"init word '{word}' is 2 tokens \\({tokens}\\); it must be one token"):
         _run(sd1, tmp_path, image_folder(tmp_path / "images"), init_word=word)
