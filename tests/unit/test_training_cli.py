@@ -76,3 +76,41 @@ def test_bad_input_is_one_line_and_writes_nothing(pipeline_dir: Path, tmp_path: 
     bad_ref = _train(pipeline_dir, tmp_path, "--publish", "studio:zqtoy")
     assert bad_ref.exit_code == 2 and "SOURCE:MODEL@VERSION" in bad_ref.output
     assert not (tmp_path / "out").exists()
+
+
+def test_publish_sends_the_final_sample_where_the_client_takes_previews(tmp_path: Path) -> None:
+    """Issue 16 adds ``previews`` to ``RegistryClient.publish``; the trainer sends its last sample
+    there as soon as the client has it, and publishes without one before."""
+    import torch
+
+    from pseudoword.registry.client import PublishResult
+    from pseudoword.registry.core.embedding import Embedding
+    from pseudoword.runtime.training.publishing import publish_result
+    from pseudoword.runtime.training.trainer import TrainResult
+
+    emb = Embedding({"emb_params": torch.zeros(1, 768)}, "sd1", "safetensors", name="zqtoy",
+                    metadata={"pseudoword.kind": "style"})
+    samples = [tmp_path / "zqtoy-000001.png", tmp_path / "zqtoy-000002.png"]
+    result = TrainResult(tmp_path / "zqtoy.safetensors", emb, [1, 2], [1.0, 0.9], tmp_path / "l.csv",
+                         tmp_path / "l.png", samples=samples)
+    calls: list[dict[str, Any]] = []
+
+    class WithPreviews:
+        def publish(self, file: Path, *, id: str, filename: str | None = None, trigger: str | None = None,
+                    kind: str | None = None, tags: tuple[str, ...] = (), title: str | None = None,
+                    description: str | None = None, progress: Any = None, previews: tuple[Path, ...] = (),
+                    ) -> PublishResult:
+            calls.append({"id": id, "trigger": trigger, "tags": tags, "previews": list(previews)})
+            return PublishResult({"id": id}, True)
+
+    class WithoutPreviews(WithPreviews):
+        def publish(self, file: Path, *, id: str, filename: str | None = None, trigger: str | None = None,
+                    kind: str | None = None, tags: tuple[str, ...] = (), title: str | None = None,
+                    description: str | None = None, progress: Any = None) -> PublishResult:
+            return super().publish(file, id=id, trigger=trigger, tags=tags)
+
+    assert publish_result(WithPreviews(), result, "studio:zqtoy@1").preview_sent is True
+    assert publish_result(WithoutPreviews(), result, "studio:zqtoy@2").preview_sent is False
+    assert calls[0] == {"id": "studio:zqtoy@1", "trigger": "zqtoy", "tags": ("style", "textual-inversion"),
+                        "previews": [samples[-1]]}
+    assert calls[1]["previews"] == []
