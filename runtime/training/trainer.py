@@ -282,8 +282,13 @@ def _held_loss(run: _Run, params: dict[str, torch.Tensor]) -> float:
     alone, not the luck of the step's draws."""
     generator = torch.Generator(device="cpu").manual_seed(run.options.seed + HELD_SEED_OFFSET)
     draw = _draw(run, generator, min(HELD_BATCH, len(run.latents)))
-    with torch.no_grad():
-        return float(_loss(run, params, draw))
+    total, size, step = 0.0, len(draw.index), run.options.batch  # in pieces of the training batch: no more
+    with torch.no_grad():                                          # memory than a training step needs
+        for start in range(0, size, step):
+            part = _Draw(*(field[start:start + step] for field in (draw.index, draw.template, draw.eps, draw.noise,
+                                                                    draw.timesteps)))
+            total += float(_loss(run, params, part)) * len(part.index)
+    return total / size
 
 
 def _time_ids(all_views: list[Any], resolution: int, device: torch.device) -> torch.Tensor:
