@@ -145,3 +145,17 @@ def test_prompts_follow_the_kind_and_the_captions() -> None:
     assert prompt_for("object", 0, "zqtoy", "a ZQTOY on grass") == "a ZQTOY on grass"
     first = OBJECT_TEMPLATES[0].format("zqtoy")
     assert prompt_for("object", 0, "zqtoy", "on grass, sunny") == f"{first}, on grass, sunny"
+
+
+def test_the_vae_runs_once_per_view_not_per_step(sd1: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[int] = []
+    original = sd1.vae.encode
+
+    def counting(pixels: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        encoded.append(pixels.shape[0])
+        return original(pixels, *args, **kwargs)
+
+    monkeypatch.setattr(sd1.vae, "encode", counting)
+    result = train(_options(tmp_path, steps=6, batch=2), sd1)
+    assert len(result.steps) == 6
+    assert sum(encoded) == 3 * 10  # 3 images x (square + 4 corner crops) x (as is + mirrored), once
