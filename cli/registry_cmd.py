@@ -22,12 +22,10 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from pseudoword.cli import config
-from pseudoword.cli.import_folder import ImportPlan, import_folder
 from pseudoword.cli.main import app
 from pseudoword.cli.output import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
-from pseudoword.registry.core import HashRef, ModelRef, export_bytes, parse_ref, read_embedding, read_file_bytes
+from pseudoword.registry.core import HashRef, ModelRef, parse_ref
 from pseudoword.registry.core.errors import ArchitectureMismatch, InvalidReference, InvalidRequest, RemoteNotFound
-from pseudoword.registry.core.writing import safe_filename
 
 if TYPE_CHECKING:
     from pseudoword.registry.client import RegistryClient
@@ -187,6 +185,8 @@ def publish(
     token: TokenOpt = None,
 ) -> None:
     """Validate an embedding file locally, then publish it under an ID."""
+    from pseudoword.registry.core.reading import read_embedding, read_file_bytes  # torch: not for --help
+
     ref = parse_cli_ref(id, require_version=True, model_only=True)
     data = read_file_bytes(file)
     read_embedding(data, filename=file.name)  # refuses a bad file before any upload
@@ -223,6 +223,8 @@ def import_(
 
     Files already published under the same ID with the same content are skipped, so a rerun
     after an interruption finishes the job. Exits 1 when any file was refused."""
+    from pseudoword.cli.import_folder import ImportPlan, import_folder
+
     if not directory.is_dir():
         raise usage_error(f"not a folder: {directory}")
     try:
@@ -297,6 +299,8 @@ def search(
 
 def usage_snippet(record: dict[str, Any]) -> dict[str, Any]:
     """How to use a version: the request's `embeddings` entry and the diffusers calls."""
+    from pseudoword.registry.core.writing import safe_filename
+
     trigger = record.get("trigger") or record["model"]
     negative = record.get("kind") == "negative"
     entry = {"model": record["id"], "weight": -1.0 if negative else 1.0}
@@ -401,6 +405,8 @@ def pull(
 
     Writes <trigger>.safetensors (canonical), <trigger>.pt (a1111) or
     <trigger>.diffusers.safetensors (diffusers, for load_textual_inversion)."""
+    from pseudoword.registry.core.reading import read_embedding
+    from pseudoword.registry.core.writing import export_bytes, safe_filename
     from pseudoword.runtime.cache import atomic_write
     from pseudoword.runtime.resolver import Resolver
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # the value holds tensors, but naming the type needs no torch import (the CLI's --help)
+    import torch
 
 Architecture = Literal["sd1", "sd2", "sdxl"]
 ARCHITECTURES: tuple[Architecture, ...] = ("sd1", "sd2", "sdxl")

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from pseudoword.cli import config
 from pseudoword.cli.main import app
 
+pytestmark = pytest.mark.smoke  # run against the built wheel too (tests/unit/test_packaging.py)
+
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):

@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 from pseudoword.cli.main import app
 from pseudoword.registry.core import file_hashes, read_embedding
 
+pytestmark = pytest.mark.smoke  # run against the built wheel too (tests/unit/test_packaging.py)
+
 runner = CliRunner()
 
 

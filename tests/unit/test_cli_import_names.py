@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pseudoword.cli.import_folder import embedding_files, is_negative_name, model_slug, trigger_from_stem
-from pseudoword.cli.registry_cmd import safe_filename, usage_snippet
+from pseudoword.cli.registry_cmd import usage_snippet
+from pseudoword.registry.core.writing import safe_filename
 from pseudoword.registry.core import parse_ref
 
 
