@@ -21,7 +21,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-DEFAULT_REGISTRY = "http://127.0.0.1:8000"
+from pseudoword.registry.core.env import DEFAULT_REGISTRY, env_text
 
 
 def config_path() -> Path:
@@ -100,7 +100,7 @@ def remove_login(registry: str, path: Path | None = None) -> bool:
 
 def registry_url(flag: str | None = None) -> str:
     """``--registry``, else ``PSEUDOWORD_REGISTRY``, else the logged-in default, else local."""
-    for candidate in (flag, os.environ.get("PSEUDOWORD_REGISTRY"), load_config().get("registry")):
+    for candidate in (flag, env_text("PSEUDOWORD_REGISTRY"), load_config().get("registry")):
         if candidate and str(candidate).strip():
             return normalize_url(str(candidate))
     return DEFAULT_REGISTRY
@@ -108,7 +108,7 @@ def registry_url(flag: str | None = None) -> str:
 
 def registry_token(flag: str | None, registry: str) -> str | None:
     """``--token``, else ``PSEUDOWORD_TOKEN``, else the token saved for this registry."""
-    for candidate in (flag, os.environ.get("PSEUDOWORD_TOKEN")):
+    for candidate in (flag, env_text("PSEUDOWORD_TOKEN")):
         if candidate and candidate.strip():
             return candidate.strip()
     saved = (load_config().get("tokens") or {}).get(normalize_url(registry))

@@ -10,8 +10,11 @@ from rich.table import Table
 
 from pseudoword.cli.main import app
 from pseudoword.cli.output import console, handle_errors, print_json
+from pseudoword.registry.core.errors import MissingCatalogue
 
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (else PSEUDOWORD_DATA_DIR).")]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Data directory (else PSEUDOWORD_DATA_DIR, else ~/.local/share/pseudoword; the same for "
+                       "serve, token, gc and migrate).", show_default=False)]
 token_app = typer.Typer(help="Create, list and revoke API tokens (direct database access).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
@@ -22,16 +25,50 @@ def _settings(data_dir: Path | None):  # type: ignore[no-untyped-def]
     return Settings.from_env(data_dir=data_dir.expanduser().resolve() if data_dir else None)
 
 
-def _catalogue(data_dir: Path | None):  # type: ignore[no-untyped-def]
+def _catalogue(data_dir: Path | None, *, create: bool = False):  # type: ignore[no-untyped-def]
+    """The catalogue the server uses; only `serve` and `migrate --create` make a new one, so a
+    command pointed at the wrong place says so instead of answering from an empty database."""
     from pseudoword.registry.service.catalogue import Catalogue
     from pseudoword.registry.service.db import make_engine, migrate
     from pseudoword.registry.service.storage import open_store
 
     settings = _settings(data_dir)
+    _require_catalogue(settings, create)
     engine = make_engine(settings.effective_database_url)
+    if not create and not _has_schema(engine):
+        engine.dispose()
+        raise MissingCatalogue(f"{_where(settings)} holds no pseudoword catalogue; start `pseudoword serve` "
+                               "there first, or run `pseudoword migrate --create`")
     migrate(engine)
     store = open_store(settings.effective_storage_url, settings.s3_access_key, settings.s3_secret_key)
     return Catalogue(engine, store, settings)
+
+
+def _where(settings) -> str:  # type: ignore[no-untyped-def]
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.effective_database_url)
+    return f"the database {url.render_as_string(hide_password=True)}" if not settings.is_embedded \
+        else f"the data directory {settings.data_dir}"
+
+
+def _require_catalogue(settings, create: bool) -> None:  # type: ignore[no-untyped-def]
+    """A SQLite catalogue must exist already unless this command creates it."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.effective_database_url).database
+    if create or not settings.is_embedded or not database or database == ":memory:":
+        return
+    if not Path(database).is_file():
+        raise MissingCatalogue(f"no catalogue at {database} ({_where(settings)}): start `pseudoword serve "
+                               f"--data-dir {settings.data_dir}` first, pass the --data-dir the server uses, "
+                               "or run `pseudoword migrate --create`")
+
+
+def _has_schema(engine) -> bool:  # type: ignore[no-untyped-def]
+    from sqlalchemy import inspect
+
+    return inspect(engine).has_table("alembic_version")
 
 
 @app.command()
@@ -56,7 +93,7 @@ def serve(
     # runs several), so the flag is handed over there.
     os.environ["PSEUDOWORD_DATA_DIR"] = str(settings.data_dir)
     configure_logging(settings.log_format, settings.log_level)
-    catalogue = _catalogue(data_dir)
+    catalogue = _catalogue(data_dir, create=True)  # the first start makes the catalogue
     secret = bootstrap_admin(catalogue.engine, settings.data_dir, settings.admin_token_file)
     catalogue.engine.dispose()
     if secret:
@@ -73,12 +110,16 @@ def serve(
 
 @app.command()
 @handle_errors
-def migrate(data_dir: DataDirOpt = None) -> None:
-    """Apply database migrations and exit (a one-shot job before replicas start)."""
+def migrate(data_dir: DataDirOpt = None,
+            create: Annotated[bool, typer.Option("--create", help="Create the catalogue when there is none.")] = False,
+            ) -> None:
+    """Apply database migrations and exit (a one-shot job before replicas start). A PostgreSQL
+    database gets its tables; a SQLite file is made only with --create."""
     from pseudoword.registry.service.db import make_engine
     from pseudoword.registry.service.db import migrate as run_migrations
 
     settings = _settings(data_dir)
+    _require_catalogue(settings, create)
     run_migrations(make_engine(settings.effective_database_url))
     console.print("database is at the newest schema", markup=False)
 

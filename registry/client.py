@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from pseudoword.registry.core.env import DEFAULT_REGISTRY, registry_token, registry_url
 from pseudoword.registry.core.errors import (
     IntegrityError,
     PseudowordError,
@@ -29,7 +29,6 @@ from pseudoword.registry.core.errors import (
 )
 from pseudoword.registry.core.refs import ModelRef, parse_model_ref
 
-DEFAULT_REGISTRY = "http://127.0.0.1:8000"
 API = "/api/v1"
 Progress = Callable[[int, int], None]
 _CHUNK = 64 * 1024
@@ -42,14 +41,15 @@ class PublishResult:
 
 
 def default_registry_url() -> str:
-    return os.environ.get("PSEUDOWORD_REGISTRY") or DEFAULT_REGISTRY
+    """``PSEUDOWORD_REGISTRY``, else ``DEFAULT_REGISTRY`` (one rule: ``core/env.py``)."""
+    return registry_url()
 
 
 class RegistryClient:
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = (url or default_registry_url()).rstrip("/")
-        token = token if token is not None else os.environ.get("PSEUDOWORD_TOKEN")
+        token = token if token is not None else registry_token()
         headers = {"User-Agent": "pseudoword-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -235,4 +235,4 @@ def _version_path(ref: ModelRef) -> str:
     return f"{API}/embeddings/{_seg(ref.source)}/{_seg(ref.model)}/{_seg(ref.version or '')}"
 
 
-__all__ = ["PublishResult", "RegistryClient", "RemoteNotFound", "default_registry_url"]
+__all__ = ["DEFAULT_REGISTRY", "PublishResult", "RegistryClient", "RemoteNotFound", "default_registry_url"]

@@ -27,6 +27,7 @@ from typing import Any
 from filelock import FileLock
 
 from pseudoword.registry.core.errors import IntegrityError
+from pseudoword.runtime.settings import default_cache_dir
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -43,14 +44,6 @@ def record_hashes(record: dict[str, Any]) -> dict[str, set[str]]:
         if isinstance(record.get(name), str):
             out[algo].add(record[name].lower())
     return out
-
-
-def default_cache_dir() -> Path:
-    """``PSEUDOWORD_CACHE``, else ``$XDG_CACHE_HOME/pseudoword``, else ``~/.cache/pseudoword``."""
-    if env := os.environ.get("PSEUDOWORD_CACHE"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "pseudoword"
 
 
 def sha256_file(path: Path) -> str:

@@ -39,6 +39,7 @@ from pseudoword.registry.core.errors import (
     RegistryUnreachable,
     error_for_code,
 )
+from pseudoword.runtime import settings
 from pseudoword.runtime.cache import Cache
 from pseudoword.runtime.lock import Pin, load_pins
 
@@ -52,10 +53,6 @@ log = logging.getLogger(__name__)
 
 #: Most references one ``POST /resolve`` may carry (the service's limit).
 RESOLVE_BATCH = 256
-
-
-def offline_from_env() -> bool:
-    return os.environ.get("PSEUDOWORD_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,7 @@ class Resolver:
         token: str | None = None,
     ) -> None:
         self.cache = Cache(cache_dir)
-        self.offline = offline_from_env() if offline is None else offline
+        self.offline = settings.offline() if offline is None else offline
         if isinstance(lockfile, str):
             lockfile = Path(lockfile)
         self.pins: dict[str, Pin] = load_pins(lockfile) if lockfile is not None else {}
