@@ -26,6 +26,7 @@ from pseudoword.cli.main import app
 from pseudoword.cli.output import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
 from pseudoword.registry.core import HashRef, ModelRef, parse_ref
 from pseudoword.registry.core.errors import ArchitectureMismatch, InvalidReference, InvalidRequest, RemoteNotFound
+from pseudoword.registry.core.versions import latest_version, newest_first
 
 if TYPE_CHECKING:
     from pseudoword.registry.client import RegistryClient
@@ -376,14 +377,11 @@ def pick_version(model: dict[str, Any], ref: ModelRef) -> dict[str, Any]:
                 return item
         raise RemoteNotFound(f"{ref} not found: {ref.model_id} has no version {ref.version!r}",
                              {"ref": str(ref), "versions": [v.get("version") for v in versions]})
-    latest = model.get("latest")
-    if isinstance(latest, dict):
+    latest = latest_version(versions)
+    if latest is not None:
         return latest
-    for item in versions:
-        if latest is not None and str(item.get("version")) == str(latest):
-            return item
     if versions:  # every version yanked: show the newest, marked yanked
-        return versions[0]
+        return max(versions, key=newest_first)
     raise RemoteNotFound(f"{ref} has no versions", {"ref": str(ref)})
 
 

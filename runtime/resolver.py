@@ -39,6 +39,7 @@ from pseudoword.registry.core.errors import (
     RegistryUnreachable,
     error_for_code,
 )
+from pseudoword.registry.core.versions import latest_version
 from pseudoword.runtime import settings
 from pseudoword.runtime.cache import Cache
 from pseudoword.runtime.lock import Pin, load_pins
@@ -304,10 +305,7 @@ class Resolver:
             return self.cache.record_for_hash(parsed.algo, parsed.value)
         if parsed.version is not None:
             return self.cache.get_record(parsed.source, parsed.model, parsed.version)
-        candidates = [r for r in self.cache.records_of(parsed.source, parsed.model) if not r.get("yanked")]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda r: (str(r.get("created_at") or ""), str(r.get("version"))))
+        return latest_version(self.cache.records_of(parsed.source, parsed.model))
 
     def _ask_registry(self, pending: list[_Job], need_blobs: bool) -> None:
         targets = list(dict.fromkeys(job.target for job in pending))

@@ -10,6 +10,7 @@ from litestar.response import Template
 
 from pseudoword.registry.core.errors import InvalidRequest, PseudowordError
 from pseudoword.registry.core.refs import parse_model_ref
+from pseudoword.registry.core.versions import latest_version
 from pseudoword.registry.service.http import PAGE_HEADERS
 from pseudoword.registry.service.search import Query, search
 
@@ -49,4 +50,5 @@ class Cataloguepages(Controller):
             detail = request.app.state.catalogue.get_model(ref.source, ref.model)
         except PseudowordError as exc:
             return Template("missing.html", context={"message": exc.message}, status_code=404)
-        return Template("model.html", context={"model": detail})
+        # The "use it" snippet names what an unpinned reference means (core/versions.py's rule).
+        return Template("model.html", context={"model": detail, "latest": latest_version(detail["versions"])})
