@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from pseudoword.registry.core.env import DEFAULT_REGISTRY, env_text
+from pseudoword.registry.core.files import atomic_write
 
 
 def config_path() -> Path:
@@ -53,16 +53,7 @@ def _toml_string(value: str) -> str:
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` readable by the owner only, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")  # mkstemp: mode 0600
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode(), mode=0o600, prefix=".config.", dir_mode=0o700)
 
 
 def save_config(config: dict[str, Any], path: Path | None = None) -> Path:

@@ -43,7 +43,6 @@ EMBEDDING_SUFFIXES = (".pt", ".bin", ".safetensors")
 #: Errors that stop the whole import (every further upload would fail the same way).
 FATAL = (Unauthorized, Forbidden, RegistryUnreachable, StorageUnavailable)
 _NEGATIVE = re.compile(r"(?i)negative|(?:^|[-_ .])neg(?:$|[-_ .])")
-RESOLVE_BATCH = 256
 
 
 def model_slug(stem: str) -> str:
@@ -168,14 +167,9 @@ def _prepare(path: Path, plan: ImportPlan, report: ImportReport) -> _Item | None
 
 
 def _existing(client: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Records of the IDs the registry already has (one request per 256 IDs)."""
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), RESOLVE_BATCH):
-        chunk = ids[start : start + RESOLVE_BATCH]
-        for ref, result in zip(chunk, client.resolve(chunk), strict=True):
-            if result.get("record"):
-                found[ref] = result["record"]
-    return found
+    """Records of the IDs the registry already has (the client batches the requests)."""
+    return {ref: result["record"] for ref, result in zip(ids, client.resolve(ids), strict=True)
+            if result.get("record")}
 
 
 def import_folder(plan: ImportPlan, client: Any, *, show_progress: bool = False,

@@ -405,7 +405,7 @@ def pull(
     <trigger>.diffusers.safetensors (diffusers, for load_textual_inversion)."""
     from pseudoword.registry.core.reading import read_embedding
     from pseudoword.registry.core.writing import export_bytes, safe_filename
-    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.registry.core.files import atomic_write
     from pseudoword.runtime.resolver import Resolver
 
     parse_cli_ref(ref)
@@ -523,7 +523,7 @@ def lock(
     token: TokenOpt = None,
 ) -> None:
     """Pin every embedding reference of a request to an exact version and SHA-256."""
-    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.registry.core.files import atomic_write
     from pseudoword.runtime.lock import build_lock, default_lock_path, refs_in_request
     from pseudoword.runtime.resolver import Resolver
 

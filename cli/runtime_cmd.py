@@ -119,7 +119,7 @@ def generate(
     the digests of the embeddings used (same request and seed -> the same bytes)."""
     import dataclasses
 
-    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.registry.core.files import atomic_write
     from pseudoword.runtime.generation import generate as run_generate
     from pseudoword.runtime.generation import parse_request
     from pseudoword.runtime.lock import default_lock_path

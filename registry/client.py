@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ from urllib.parse import quote
 import httpx
 
 from pseudoword.registry.core.env import DEFAULT_REGISTRY, registry_token, registry_url
+from pseudoword.registry.core.files import atomic_write
+from pseudoword.registry.core.limits import MAX_RESOLVE_REFS
 from pseudoword.registry.core.errors import (
     IntegrityError,
     PseudowordError,
@@ -100,9 +102,14 @@ class RegistryClient:
         parsed = parse_model_ref(ref, require_version=True)
         return self._json("GET", _version_path(parsed))
 
-    def resolve(self, refs: list[str]) -> list[dict[str, Any]]:
-        """One round trip for many refs: a ``{"ref", "record"}`` or ``{"ref", "error"}`` per ref."""
-        return self._json("POST", f"{API}/resolve", json={"refs": list(refs)})["results"]
+    def resolve(self, refs: Sequence[str]) -> list[dict[str, Any]]:
+        """A ``{"ref", "record"}`` or ``{"ref", "error"}`` per ref, in order: one round trip per
+        ``MAX_RESOLVE_REFS`` refs (the most one request may carry)."""
+        refs = list(refs)
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(refs), MAX_RESOLVE_REFS):
+            results += self._json("POST", f"{API}/resolve", json={"refs": refs[start : start + MAX_RESOLVE_REFS]})["results"]
+        return results
 
     def by_hash(self, digest: str) -> dict[str, Any]:
         return self._json("GET", f"{API}/by-hash/{_seg(digest)}")
@@ -126,15 +133,7 @@ class RegistryClient:
 
     def download_to(self, sha256: str, path: Path, *, version: str | None = None, format: str = "safetensors",
                     progress: Progress | None = None) -> Path:
-        tmp = path.with_name(f".{path.name}.part")
-        try:
-            with tmp.open("wb") as out:
-                for chunk in self._download_chunks(sha256, version, format, progress):
-                    out.write(chunk)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return atomic_write(path, self._download_chunks(sha256, version, format, progress))
 
     def _download_chunks(self, sha256: str, version: str | None, fmt: str,
                          progress: Progress | None) -> Iterator[bytes]:

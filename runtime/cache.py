@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,13 @@ from typing import Any
 from filelock import FileLock
 
 from pseudoword.registry.core.errors import IntegrityError
+from pseudoword.registry.core.files import atomic_write
+from pseudoword.registry.core.hashes import HASH_LENGTHS
 from pseudoword.runtime.settings import default_cache_dir
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Hex digits of each hash reference: the community short hashes are SHA-256 prefixes.
-HASH_LENGTHS: dict[str, int] = {"sha256": 64, "autov2": 10, "a1111": 12}
 
 
 def record_hashes(record: dict[str, Any]) -> dict[str, set[str]]:
@@ -52,23 +51,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:

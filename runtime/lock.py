@@ -4,7 +4,7 @@
 
     {
       "lockfile_version": 1,
-      "registry": "http://127.0.0.1:8000",
+      "registry": "https://registry.example",
       "pins": {
         "civitai:7808": {"id": "civitai:7808@9208", "sha256": "<64 hex>", "architecture": "sd1",
                          "trigger": "easynegative", "air": "urn:air:sd1:embedding:civitai:7808@9208"}

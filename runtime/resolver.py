@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,10 +50,6 @@ if TYPE_CHECKING:
     from pseudoword.registry.core.embedding import Embedding
 
 log = logging.getLogger(__name__)
-
-#: Most references one ``POST /resolve`` may carry (the service's limit).
-RESOLVE_BATCH = 256
-
 
 @dataclass(frozen=True)
 class ResolvedEmbedding:
@@ -311,10 +306,8 @@ class Resolver:
         targets = list(dict.fromkeys(job.target for job in pending))
         answers: dict[str, dict[str, Any]] = {}
         try:
-            for start in range(0, len(targets), RESOLVE_BATCH):
-                chunk = targets[start : start + RESOLVE_BATCH]
-                for target, result in zip(chunk, self.client.resolve(chunk), strict=True):
-                    answers[target] = result
+            for target, result in zip(targets, self.client.resolve(targets), strict=True):
+                answers[target] = result
         except RegistryUnreachable as exc:
             for job in pending:
                 self._from_cache(job, need_blob=need_blobs)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pseudoword.registry.core.env import env_flag, env_float, env_int, env_path, env_text
 from pseudoword.registry.core.errors import InvalidSetting
+from pseudoword.registry.core.limits import MAX_RESOLVE_REFS
 
 MiB = 1024 * 1024
 
@@ -46,7 +47,7 @@ class Settings:
     max_title_length: int = 200
     max_description_length: int = 10_000
     max_trigger_length: int = 100
-    max_resolve_refs: int = 256
+    max_resolve_refs: int = MAX_RESOLVE_REFS
     #: Text a record carries in all (title, description, tags, trigger, the file's metadata): every
     #: resolve and search answer repeats it, so its size is bounded as a whole too.
     max_record_chars: int = 16 * 1024

@@ -15,3 +15,54 @@ def test_latest_is_the_newest_not_yanked() -> None:
     assert latest_version(versions) == versions[2]
     assert latest_version([_v("1", "2026-01-01T00:00:00Z", yanked=True)]) is None
     assert latest_version([]) is None
+
+
+def test_the_client_splits_a_long_resolve_into_requests_the_service_accepts() -> None:
+    import json
+
+    import httpx
+
+    from pseudoword.registry.client import RegistryClient
+    from pseudoword.registry.core.limits import MAX_RESOLVE_REFS
+    from pseudoword.registry.service.settings import Settings
+
+    sizes: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        refs = json.loads(request.content)["refs"]
+        sizes.append(len(refs))
+        return httpx.Response(200, json={"results": [{"ref": ref, "error": {"code": "not_found"}} for ref in refs]})
+
+    refs = [f"s:m{i}@1" for i in range(2 * MAX_RESOLVE_REFS + 3)]
+    with RegistryClient("http://registry.test", transport=httpx.MockTransport(answer)) as client:
+        results = client.resolve(refs)
+    assert [r["ref"] for r in results] == refs
+    assert sizes == [MAX_RESOLVE_REFS, MAX_RESOLVE_REFS, 3]
+    assert Settings().max_resolve_refs == MAX_RESOLVE_REFS
+
+
+#: Each rule's defining text, and the one file that may hold it (`grep` finds one definition).
+DEFINITIONS = {
+    r'"sha256": 64': "registry/core/hashes.py",
+    r'"autov2": 10': "registry/core/hashes.py",
+    r'\b768: "sd1"': None,
+    r"^ARCH_BY_WIDTH\b.*=": "registry/core/embedding.py",
+    r'"http://127\.0\.0\.1:8000"': "registry/core/env.py",
+    r'"yes", "on"|"on", "yes"|\{"1", "true"': "registry/core/env.py",
+    r"= 256\b": "registry/core/limits.py",
+    r"os\.replace\(": "registry/core/files.py",
+    r"not \w+\.get\(\"yanked\"\)|if not r\.get\(\"yanked\"\)|versions\[0\]": None,
+    r"def trigger_from_stem|def default_trigger": "registry/core/triggers.py",
+}
+
+
+def test_each_rule_is_defined_once() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [p for folder in ("registry", "runtime", "cli") for p in (root / folder).rglob("*.py")]
+    sources += [p for p in (root / "registry").rglob("*.html")]
+    for pattern, home in DEFINITIONS.items():
+        holders = sorted(str(p.relative_to(root)) for p in sources if re.search(pattern, p.read_text(), re.M))
+        assert holders == ([home] if home else []), f"{pattern!r} is defined in {holders}, expected {home}"
