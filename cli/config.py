@@ -81,9 +81,14 @@ def save_login(registry: str, token: str, *, make_default: bool = True, path: Pa
 
 
 def remove_login(registry: str, path: Path | None = None) -> bool:
-    """Forget the token of ``registry``; True if there was one."""
+    """Forget the token of ``registry``, and ``registry`` as the default when it is (so the next
+    command goes back to ``PSEUDOWORD_REGISTRY`` or the local default); True if anything changed."""
     config = load_config(path)
-    removed = config.get("tokens", {}).pop(normalize_url(registry), None) is not None
+    url = normalize_url(registry)
+    removed = config.get("tokens", {}).pop(url, None) is not None
+    if config.get("registry") and normalize_url(str(config["registry"])) == url:
+        del config["registry"]
+        removed = True
     if removed:
         save_config(config, path)
     return removed

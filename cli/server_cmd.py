@@ -15,7 +15,12 @@ from pseudoword.registry.core.errors import MissingCatalogue
 DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", help="Data directory (else PSEUDOWORD_DATA_DIR, else ~/.local/share/pseudoword; the same for "
                        "serve, token, gc and migrate).", show_default=False)]
-token_app = typer.Typer(help="Create, list and revoke API tokens (direct database access).", no_args_is_help=True)
+token_app = typer.Typer(help="Create, list and revoke API tokens: in the database of --data-dir, or over the HTTP "
+                             "API of --registry with an admin token.", no_args_is_help=True)
+RemoteOpt = Annotated[str | None, typer.Option(
+    "--registry", help="Manage the tokens of this registry over its HTTP API (with an admin --token, "
+                       "PSEUDOWORD_TOKEN or the login's), instead of a local database.", show_default=False)]
+AdminTokenOpt = Annotated[str | None, typer.Option("--token", help="Admin token for --registry.", show_default=False)]
 app.add_typer(token_app, name="token")
 
 
@@ -42,6 +47,12 @@ def _catalogue(data_dir: Path | None, *, create: bool = False):  # type: ignore[
     migrate(engine)
     store = open_store(settings.effective_storage_url, settings.s3_access_key, settings.s3_secret_key)
     return Catalogue(engine, store, settings)
+
+
+def _remote(registry: str, token: str | None):  # type: ignore[no-untyped-def]
+    from pseudoword.cli.registry_cmd import open_client
+
+    return open_client(registry, token)
 
 
 def _where(settings) -> str:  # type: ignore[no-untyped-def]
@@ -131,35 +142,45 @@ def token_create(
     admin: Annotated[bool, typer.Option("--admin", help="An admin token (may do everything).")] = False,
     name: Annotated[str, typer.Option(help="A label for the token.")] = "",
     data_dir: DataDirOpt = None,
+    registry: RemoteOpt = None,
+    token: AdminTokenOpt = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a token; its secret is printed once and only its hash is stored."""
-    from sqlmodel import Session
-
-    from pseudoword.registry.service.auth import create_token, token_view
-
-    catalogue = _catalogue(data_dir)
-    with Session(catalogue.engine) as session:
-        token, secret = create_token(session, source=source, admin=admin, name=name)
-    if json:
-        print_json({**token_view(token), "token": secret})
+    if registry is not None:
+        with _remote(registry, token) as client:
+            view = client.create_token(source=source, admin=admin, name=name)
     else:
-        console.print(secret, markup=False, highlight=False)
+        from sqlmodel import Session
+
+        from pseudoword.registry.service.auth import create_token, token_view
+
+        catalogue = _catalogue(data_dir)
+        with Session(catalogue.engine) as session:
+            created, secret = create_token(session, source=source, admin=admin, name=name)
+        view = {**token_view(created), "token": secret}
+    if json:
+        print_json(view)
+    else:
+        console.print(view["token"], markup=False, highlight=False)
 
 
 @token_app.command("list")
 @handle_errors
-def token_list(data_dir: DataDirOpt = None, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def token_list(data_dir: DataDirOpt = None, registry: RemoteOpt = None, token: AdminTokenOpt = None,
+               json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List tokens (never their secrets)."""
-    from sqlalchemy import select
-    from sqlmodel import Session
+    if registry is not None:
+        with _remote(registry, token) as client:
+            rows = client.list_tokens()
+    else:
+        from sqlmodel import Session
 
-    from pseudoword.registry.service.auth import token_view
-    from pseudoword.registry.service.models import Token
+        from pseudoword.registry.service.auth import list_tokens
 
-    catalogue = _catalogue(data_dir)
-    with Session(catalogue.engine) as session:
-        rows = [token_view(t) for t in session.execute(select(Token).order_by(Token.id)).scalars().all()]
+        catalogue = _catalogue(data_dir)
+        with Session(catalogue.engine) as session:
+            rows = list_tokens(session)
     if json:
         print_json(rows)
         return
@@ -172,15 +193,19 @@ def token_list(data_dir: DataDirOpt = None, json: Annotated[bool, typer.Option("
 @token_app.command("revoke")
 @handle_errors
 def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (see `token list`).")],
-                 data_dir: DataDirOpt = None) -> None:
+                 data_dir: DataDirOpt = None, registry: RemoteOpt = None, token: AdminTokenOpt = None) -> None:
     """Revoke a token: it stops working at once on every replica."""
-    from sqlmodel import Session
+    if registry is not None:
+        with _remote(registry, token) as client:
+            client.revoke_token(token_id)
+    else:
+        from sqlmodel import Session
 
-    from pseudoword.registry.service.auth import revoke_token
+        from pseudoword.registry.service.auth import revoke_token
 
-    catalogue = _catalogue(data_dir)
-    with Session(catalogue.engine) as session:
-        revoke_token(session, token_id)
+        catalogue = _catalogue(data_dir)
+        with Session(catalogue.engine) as session:
+            revoke_token(session, token_id)
     console.print(f"revoked token {token_id}", markup=False)
 
 

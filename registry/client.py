@@ -20,8 +20,9 @@ import httpx
 
 from pseudoword.registry.core.env import DEFAULT_REGISTRY, registry_token, registry_url
 from pseudoword.registry.core.files import atomic_write
-from pseudoword.registry.core.limits import MAX_RESOLVE_REFS
+from pseudoword.registry.core.limits import MAX_RESOLVE_REFS, MAX_SEARCH_PAGE
 from pseudoword.registry.core.errors import (
+    ArchitectureMismatch,
     IntegrityError,
     PseudowordError,
     RegistryUnreachable,
@@ -29,9 +30,11 @@ from pseudoword.registry.core.errors import (
     error_for_code,
     error_for_status,
 )
-from pseudoword.registry.core.refs import ModelRef, parse_model_ref
+from pseudoword.registry.core.refs import HashRef, ModelRef, Ref, parse_model_ref, parse_ref
+from pseudoword.registry.core.versions import latest_version, newest_first
 
 API = "/api/v1"
+
 Progress = Callable[[int, int], None]
 _CHUNK = 64 * 1024
 
@@ -95,12 +98,43 @@ class RegistryClient:
                   "sort": sort, "limit": limit, "cursor": cursor}
         return self._json("GET", f"{API}/embeddings", params={k: v for k, v in params.items() if v is not None})
 
+    def iter_search(self, q: str | None = None, *, limit: int | None = None, cursor: str | None = None,
+                    page_size: int | None = None, **filters: Any) -> SearchPages:
+        """Every result of a search (at most ``limit``), page after page; ``next_cursor`` on the
+        returned iterator says where a later call would go on (None when the results ran out)."""
+        return SearchPages(self, q, limit, cursor, page_size, filters)
+
     def get_model(self, source: str, model: str) -> dict[str, Any]:
         return self._json("GET", f"{API}/embeddings/{_seg(source)}/{_seg(model)}")
 
     def get_version(self, ref: str) -> dict[str, Any]:
         parsed = parse_model_ref(ref, require_version=True)
         return self._json("GET", _version_path(parsed))
+
+    def version_meant(self, ref: str | Ref) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Which version a reference means, with its model (all versions): a hash's version; a
+        pinned version (yanked or not); else the newest not yanked (``core/versions.py``), or, when
+        every version is yanked, the newest, marked yanked (to show, where resolve refuses)."""
+        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        if isinstance(parsed, HashRef):
+            record = self.by_hash(str(parsed))
+            return self.get_model(record["source"], record["model"]), record
+        model = self.get_model(parsed.source, parsed.model)
+        versions = model.get("versions") or []
+        if parsed.version is not None:
+            record = next((v for v in versions if str(v.get("version")) == parsed.version), None)
+            if record is None:
+                raise RemoteNotFound(f"{parsed} not found: {parsed.model_id} has no version {parsed.version!r}",
+                                     {"ref": str(parsed), "versions": [v.get("version") for v in versions]})
+        else:
+            record = latest_version(versions) or (max(versions, key=newest_first) if versions else None)
+            if record is None:
+                raise RemoteNotFound(f"{parsed} has no versions", {"ref": str(parsed)})
+        if parsed.ecosystem and record.get("architecture") != parsed.ecosystem:
+            raise ArchitectureMismatch(f"{ref} asks for {parsed.ecosystem} but {record['id']} is "
+                                       f"{record.get('architecture')}", {"requested": parsed.ecosystem,
+                                                                         "stored": record.get("architecture")})
+        return model, record
 
     def resolve(self, refs: Sequence[str]) -> list[dict[str, Any]]:
         """A ``{"ref", "record"}`` or ``{"ref", "error"}`` per ref, in order: one round trip per
@@ -177,6 +211,10 @@ class RegistryClient:
     def revoke_token(self, token_id: int | str) -> dict[str, Any]:
         return self._json("DELETE", f"{API}/tokens/{_seg(str(token_id))}")
 
+    def whoami(self) -> dict[str, Any]:
+        """The token's scope (``token_id``, ``source``, ``admin``); ``Unauthorized`` for a bad token."""
+        return self._json("GET", f"{API}/whoami")
+
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/healthz")
 
@@ -210,6 +248,28 @@ class RegistryClient:
         if cls is PseudowordError:
             error.code = code  # type: ignore[misc] - keep an unknown server code visible
         raise error
+
+
+class SearchPages:
+    """Iterates search results across pages; ``next_cursor`` is where it stopped."""
+
+    def __init__(self, client: RegistryClient, q: str | None, limit: int | None, cursor: str | None,
+                 page_size: int | None, filters: dict[str, Any]) -> None:
+        self._client, self._q, self._limit, self._filters = client, q, limit, filters
+        self._page_size = max(1, min(page_size or MAX_SEARCH_PAGE, MAX_SEARCH_PAGE))
+        self.next_cursor = cursor
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        given = 0
+        while self._limit is None or given < self._limit:
+            want = self._page_size if self._limit is None else min(self._page_size, self._limit - given)
+            page = self._client.search(self._q, limit=want, cursor=self.next_cursor, **self._filters)
+            items = page.get("items") or []
+            self.next_cursor = page.get("next_cursor")
+            yield from items
+            given += len(items)
+            if not self.next_cursor or not items:
+                return
 
 
 class _ProgressStream(httpx.SyncByteStream):

@@ -18,6 +18,7 @@ from msgspec import Meta, Struct
 from sqlmodel import Session
 
 from pseudoword.registry.core.errors import InvalidRequest, NotFound, TooLarge
+from pseudoword.registry.core.limits import MAX_SEARCH_PAGE
 from pseudoword.registry.core.refs import MAX_REF_LENGTH, ModelRef, parse_model_ref
 from pseudoword.registry.service import auth, ratelimit
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
@@ -155,7 +156,7 @@ class EmbeddingsController(Controller):
         tag: Annotated[str | None, Parameter(max_length=64)] = None,
         source: Annotated[str | None, Parameter(max_length=64)] = None,
         sort: Annotated[str, Parameter(max_length=16)] = "relevance",
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_SEARCH_PAGE)] = 20,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> dict[str, Any]:
         catalogue = catalogue_of(request)

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from pseudoword.registry.core.errors import PseudowordError
 from pseudoword.registry.service.api import BlobsController, EmbeddingsController, TokensController
+from pseudoword.registry.service.identity import whoami
 from pseudoword.registry.service.catalogue import Catalogue
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     prometheus = PrometheusConfig(app_name="pseudoword", prefix="pseudoword", group_path=True,
                                   exclude=["/metrics"])
     app = RegistryApp(
-        route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, TokensController,
+        route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, TokensController, whoami,
                         Cataloguepages, MetricsController],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware, prometheus.middleware, *ratelimit.middleware(settings),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from pseudoword.cli.import_folder import model_slug, trigger_from_stem
+from pseudoword.registry.importing import model_slug, trigger_from_stem
 from pseudoword.registry.core import read_embedding
 from tests.integration.api import eventually
 from tests.integration.cli_server import Cli, cli, live_registry  # noqa: F401  (fixtures)
@@ -99,9 +99,9 @@ def test_search_by_architecture_finds_exactly_that_architecture(imported, cli, g
 
 
 def test_search_pages_through_the_cursor_and_prints_a_table(imported, cli, good_rows, monkeypatch):
-    import pseudoword.cli.registry_cmd as registry_cmd
+    import pseudoword.registry.client as client_module
 
-    monkeypatch.setattr(registry_cmd, "SEARCH_PAGE", 5)  # force several pages
+    monkeypatch.setattr(client_module, "MAX_SEARCH_PAGE", 5)  # force several pages
     items = cli("search", "--source", SOURCE, "--sort", "newest", "--limit", "12", "--json").json()["items"]
     assert len(items) == 12 and len({item["id"] for item in items}) == 12
     everything = cli("search", "--source", SOURCE, "--limit", "1000", "--json").json()

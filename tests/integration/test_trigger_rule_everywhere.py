@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pseudoword.cli.import_folder import ImportPlan, import_folder
+from pseudoword.registry.importing import ImportPlan, import_folder
 from pseudoword.registry.core import read_embedding
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
 from pseudoword.registry.service.db import make_engine, migrate

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pseudoword.cli.import_folder import embedding_files, is_negative_name, model_slug, trigger_from_stem
+from pseudoword.registry.importing import embedding_files, is_negative_name, model_slug, trigger_from_stem
 from pseudoword.cli.registry_cmd import usage_snippet
 from pseudoword.registry.core.writing import safe_filename
 from pseudoword.registry.core import parse_ref

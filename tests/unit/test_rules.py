@@ -66,3 +66,29 @@ def test_each_rule_is_defined_once() -> None:
     for pattern, home in DEFINITIONS.items():
         holders = sorted(str(p.relative_to(root)) for p in sources if re.search(pattern, p.read_text(), re.M))
         assert holders == ([home] if home else []), f"{pattern!r} is defined in {holders}, expected {home}"
+
+
+def test_iter_search_pages_until_the_limit_or_the_end() -> None:
+    import httpx
+
+    from pseudoword.registry.client import RegistryClient
+
+    asked: list[dict[str, str]] = []
+    total = 250
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        asked.append(params)
+        start = int(params.get("cursor") or 0)
+        end = min(total, start + int(params["limit"]))
+        items = [{"id": f"s:m{i}@1"} for i in range(start, end)]
+        return httpx.Response(200, json={"items": items, "next_cursor": str(end) if end < total else None})
+
+    with RegistryClient("http://registry.test", transport=httpx.MockTransport(answer)) as client:
+        every = list(client.iter_search("cat", kind="negative"))
+        assert [item["id"] for item in every] == [f"s:m{i}@1" for i in range(total)]
+        assert [a["limit"] for a in asked] == ["100", "100", "100"] and asked[0]["kind"] == "negative"
+        asked.clear()
+        pages = client.iter_search(limit=130)
+        assert len(list(pages)) == 130 and pages.next_cursor == "130"
+        assert [a["limit"] for a in asked] == ["100", "30"]

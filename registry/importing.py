@@ -1,4 +1,5 @@
-"""`pseudoword import`: publish a whole AUTOMATIC1111 / ComfyUI embeddings folder.
+"""Publish a whole AUTOMATIC1111 / ComfyUI embeddings folder (`pseudoword import` is a thin command
+over ``import_folder``; call it from Python with a ``RegistryClient``).
 
 Both UIs call an embedding by its file name, so each file becomes ``SOURCE:<slug>@VERSION``
 with the file stem as trigger and, as model name, the stem slugged to the ID grammar (accents
@@ -23,9 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from rich.table import Column, Table
-from rich.text import Text
 
 from pseudoword.registry.core import canonical_bytes, parse_ref, read_embedding, read_file_bytes, trigger_from_stem
 from pseudoword.registry.core.errors import (
@@ -127,19 +125,6 @@ class ImportReport:
             line += f", not done {len(self.not_done)} (stopped: run again to finish)"
         return line
 
-    def table(self) -> Table:
-        table = Table(Column("File", overflow="fold"), Column("ID", overflow="fold"), "Result",
-                      Column("Detail", overflow="fold", ratio=1))
-        verb = "would publish" if self.dry_run else "published"
-        rows = [(r, Text(verb, "green"), f"{r['architecture']}, {r['vectors']} vector{'s' if r['vectors'] != 1 else ''}, trigger {r['trigger']!r}")
-                for r in self.published]
-        rows += [(r, Text("skipped", "yellow"), r.get("reason", "")) for r in self.skipped]
-        rows += [(r, Text("refused", "red"), f"{r['code']}: {r['message']}") for r in self.refused]
-        rows += [({"file": name}, Text("not done"), "") for name in self.not_done]
-        for row, result, detail in rows:  # Text cells: file names may hold [brackets]
-            table.add_row(Text(row["file"]), Text(row.get("id") or ""), result, Text(detail))
-        return table
-
 
 def _prepare(path: Path, plan: ImportPlan, report: ImportReport) -> _Item | None:
     """Read and validate one file locally; a refusal goes into the report."""
@@ -172,10 +157,11 @@ def _existing(client: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
             if result.get("record")}
 
 
-def import_folder(plan: ImportPlan, client: Any, *, show_progress: bool = False,
+def import_folder(plan: ImportPlan, client: Any, *, progress: Callable[[int, int], None] | None = None,
                   warn: Callable[[str], None] = lambda _msg: None) -> ImportReport:
     """Run an import; never raises for a single file (it is refused), returns the report with
-    ``aborted`` set when an error stopped the whole run (server down, bad token)."""
+    ``aborted`` set when an error stopped the whole run (server down, bad token). ``progress``
+    hears (files uploaded, files to upload) after each upload."""
     report = ImportReport(dry_run=plan.dry_run)
     items: list[_Item] = []
     claimed: dict[str, _Item] = {}
@@ -218,38 +204,26 @@ def import_folder(plan: ImportPlan, client: Any, *, show_progress: bool = False,
     if plan.dry_run:
         report.published.extend(item.summary() for item in to_upload)
         return report
-    _upload(to_upload, plan, client, report, show_progress)
+    _upload(to_upload, plan, client, report, progress)
     return report
 
 
-def _upload(items: list[_Item], plan: ImportPlan, client: Any, report: ImportReport, show_progress: bool) -> None:
-    progress = None
-    if show_progress and items:
-        from rich.progress import Progress
-
-        from pseudoword.cli.output import err_console
-
-        progress = Progress(console=err_console, transient=True)
-        progress.start()
-        task = progress.add_task("publishing", total=len(items))
-    try:
-        for index, item in enumerate(items):
-            try:
-                result = client.publish(item.data, id=item.id, filename=item.path.name, trigger=item.trigger,
-                                        kind=item.kind, tags=plan.tags)
-            except FATAL as exc:
-                report.aborted, report.not_done = exc, [i.file for i in items[index:]]
-                return
-            except PseudowordError as exc:
-                report.refuse(item, exc.code, exc.message)
+def _upload(items: list[_Item], plan: ImportPlan, client: Any, report: ImportReport,
+            progress: Callable[[int, int], None] | None) -> None:
+    for index, item in enumerate(items):
+        try:
+            result = client.publish(item.data, id=item.id, filename=item.path.name, trigger=item.trigger,
+                                    kind=item.kind, tags=plan.tags)
+        except FATAL as exc:
+            report.aborted, report.not_done = exc, [i.file for i in items[index:]]
+            return
+        except PseudowordError as exc:
+            report.refuse(item, exc.code, exc.message)
+        else:
+            record = result.record
+            if result.created:
+                report.published.append(item.summary(canonical_sha256=record.get("sha256")))
             else:
-                record = result.record
-                if result.created:
-                    report.published.append(item.summary(canonical_sha256=record.get("sha256")))
-                else:
-                    report.skipped.append(item.summary(reason="already published"))
-            if progress is not None:
-                progress.advance(task)
-    finally:
+                report.skipped.append(item.summary(reason="already published"))
         if progress is not None:
-            progress.stop()
+            progress(index + 1, len(items))
