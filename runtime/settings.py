@@ -45,6 +45,11 @@ class RuntimeSettings:
         )
 
 
+def clip_tokenizer_dir() -> Path | None:
+    """``PSEUDOWORD_CLIP_TOKENIZER``: a directory with CLIP's tokenizer files (demo pipelines)."""
+    return env_path("PSEUDOWORD_CLIP_TOKENIZER")
+
+
 def offline() -> bool:
     """``PSEUDOWORD_OFFLINE``: resolve only from the cache."""
     return env_flag("PSEUDOWORD_OFFLINE")
