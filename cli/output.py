@@ -25,8 +25,13 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+def _jsonable(value: Any) -> Any:
+    """Typed records print as the JSON the registry sends (``to_wire``); paths and the like as text."""
+    return value.to_wire() if hasattr(value, "to_wire") else str(value)
+
+
 def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
 def fail(message: str, code: str = "error", exit_code: int = EXIT_FAILURE) -> typer.Exit:

@@ -25,10 +25,11 @@ from pseudoword.cli import config
 from pseudoword.cli.main import app
 from pseudoword.cli.output import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
 from pseudoword.registry.core import HashRef, ModelRef, parse_ref
-from pseudoword.registry.core.errors import ArchitectureMismatch, InvalidReference, InvalidRequest, RemoteNotFound
+from pseudoword.registry.core.errors import InvalidReference, InvalidRequest
 
 if TYPE_CHECKING:
     from pseudoword.registry.client import RegistryClient
+    from pseudoword.registry.core.record import VersionRecord
     from pseudoword.registry.importing import ImportReport
 
 
@@ -135,28 +136,27 @@ def count_progress(label: str, *, enabled: bool = True) -> Iterator[Callable[[in
         yield update
 
 
-def record_table(record: dict[str, Any]) -> Table:
+def record_table(record: VersionRecord) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     rows = [
-        ("id", record.get("id")),
-        ("air", record.get("air")),
-        ("title", record.get("title")),
-        ("architecture", record.get("architecture")),
-        ("vectors", f"{record.get('vectors')} ({record.get('dtype')})"),
-        ("kind", record.get("kind")),
-        ("trigger", record.get("trigger")),
-        ("tags", ", ".join(record.get("tags") or []) or None),
-        ("sha256", record.get("sha256")),
-        ("size", record.get("size")),
-        ("original", f"{record.get('original_format')}, {record.get('original_size')} bytes, "
-                     f"sha256 {record.get('original_sha256')}"),
-        ("autov2", record.get("autov2")),
-        ("a1111 hash", record.get("a1111_hash")),
-        ("downloads", record.get("downloads")),
-        ("created", record.get("created_at")),
-        ("yanked", f"yes: {record.get('yanked_reason') or 'no reason given'}" if record.get("yanked") else "no"),
+        ("id", record.id),
+        ("air", record.air),
+        ("title", record.title),
+        ("architecture", record.architecture),
+        ("vectors", f"{record.vectors} ({record.dtype})"),
+        ("kind", record.kind),
+        ("trigger", record.trigger),
+        ("tags", ", ".join(record.tags) or None),
+        ("sha256", record.sha256),
+        ("size", record.size),
+        ("original", f"{record.original_format}, {record.original_size} bytes, sha256 {record.original_sha256}"),
+        ("autov2", record.autov2),
+        ("a1111 hash", record.a1111_hash),
+        ("downloads", record.downloads),
+        ("created", record.created_at),
+        ("yanked", f"yes: {record.yanked_reason or 'no reason given'}" if record.yanked else "no"),
     ]
     for key, value in rows:
         if value not in (None, ""):
@@ -207,10 +207,10 @@ def publish(
         result = client.publish(data, id=str(ref), filename=file.name, trigger=trigger, kind=kind.value,
                                 tags=tuple(tag or ()), title=title, description=description, progress=progress)
     if json:
-        print_json({**result.record, "created": result.created})
+        print_json({**result.record.to_wire(), "created": result.created})
         return
     verb = "published" if result.created else "already published (unchanged)"
-    plain(f"{verb}: {result.record['id']}")
+    plain(f"{verb}: {result.record.id}")
     print_table(record_table(result.record))
 
 
@@ -299,7 +299,7 @@ def search(
         items = list(pages)
         cursor = pages.next_cursor
     if json:
-        print_json({"items": items, "next_cursor": cursor})
+        print_json({"items": [item.to_wire() for item in items], "next_cursor": cursor})
         return
     if not items:
         plain("no embeddings match")
@@ -307,10 +307,9 @@ def search(
     table = Table(Column("ID", overflow="fold"), "Architecture", "Vectors", "Kind", Column("Trigger", overflow="fold"),
                   "Downloads")
     for item in items:
-        name = item.get("id", "") + (" (yanked)" if item.get("yanked") else "")
+        name = item.id + (" (yanked)" if item.yanked else "")
         table.add_row(*(Text(str(value)) for value in (
-            name, item.get("architecture"), item.get("vectors"), item.get("kind"), item.get("trigger") or "",
-            item.get("downloads", 0))))
+            name, item.architecture, item.vectors, item.kind, item.trigger or "", item.downloads or 0)))
     print_table(table)
     if cursor:
         plain(f"more results: --cursor {cursor}")
@@ -319,18 +318,18 @@ def search(
 # -- show --------------------------------------------------------------------------------------
 
 
-def usage_snippet(record: dict[str, Any]) -> dict[str, Any]:
+def usage_snippet(record: VersionRecord) -> dict[str, Any]:
     """How to use a version: the request's `embeddings` entry and the diffusers calls."""
     from pseudoword.runtime.pull import pulled_file_name
 
-    trigger = record.get("trigger") or record["model"]
-    negative = record.get("kind") == "negative"
-    entry = {"model": record["id"], "weight": -1.0 if negative else 1.0}
+    trigger = record.call_word
+    negative = record.kind == "negative"
+    entry = {"model": record.id, "weight": -1.0 if negative else 1.0}
     where = f'prompt="a photo", negative_prompt="{trigger}"' if negative else f'prompt="a photo, {trigger}"'
     diffusers_file = pulled_file_name(trigger, "diffusers")
-    if record.get("architecture") == "sdxl":
+    if record.architecture == "sdxl":
         diffusers = (
-            f"# pseudoword pull {record['id']} --format diffusers\n"
+            f"# pseudoword pull {record.id} --format diffusers\n"
             "from safetensors.torch import load_file\n"
             f'state = load_file("{diffusers_file}")\n'
             f'pipe.load_textual_inversion(state["clip_l"], token="{trigger}", '
@@ -341,11 +340,11 @@ def usage_snippet(record: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         diffusers = (
-            f"# pseudoword pull {record['id']} --format diffusers\n"
+            f"# pseudoword pull {record.id} --format diffusers\n"
             f'pipe.load_textual_inversion("{diffusers_file}", token="{trigger}")\n'
             f"image = pipe({where}).images[0]"
         )
-    return {"embeddings": [entry], "pull": f"pseudoword pull {record['id']}", "diffusers": diffusers}
+    return {"embeddings": [entry], "pull": f"pseudoword pull {record.id}", "diffusers": diffusers}
 
 
 @app.command()
@@ -359,22 +358,20 @@ def show(
     parsed = parse_cli_ref(ref)
     with open_client(registry, None) as client:
         model, record = client.version_meant(parsed)
-    versions = model.get("versions") or []
     usage = usage_snippet(record)
     if json:
-        print_json({**record, "versions": versions, "usage": usage})
+        print_json({**record.to_wire(), "versions": [v.to_wire() for v in model.versions], "usage": usage})
         return
-    plain(f"{model.get('id', record['id'])}" + (f" — {record['title']}" if record.get("title") else ""))
-    if record.get("description"):
-        plain(record["description"])
+    plain(model.id + (f" — {record.title}" if record.title else ""))
+    if record.description:
+        plain(record.description)
     print_table(record_table(record))
     table = Table("Version", "Created", "Kind", "sha256", "Downloads", "Yanked", title="Versions", title_justify="left")
-    for item in versions:
-        yanked = f"yes: {item.get('yanked_reason') or ''}".strip() if item.get("yanked") else ""
-        mark = " *" if item.get("id") == record.get("id") else ""
+    for item in model.versions:
+        yanked = f"yes: {item.yanked_reason or ''}".strip() if item.yanked else ""
+        mark = " *" if item.id == record.id else ""
         table.add_row(*(Text(str(value)) for value in (
-            f"{item.get('version')}{mark}", item.get("created_at", ""), item.get("kind"),
-            str(item.get("sha256", ""))[:16], item.get("downloads", 0), yanked)))
+            f"{item.version}{mark}", item.created_at or "", item.kind, item.sha256[:16], item.downloads or 0, yanked)))
     print_table(table)
     plain("\nUse in a request's embeddings:")
     plain(jsonlib.dumps(usage["embeddings"][0]))
@@ -422,11 +419,11 @@ def pull(
 # -- yank / unyank -----------------------------------------------------------------------------
 
 
-def _yank_output(record: dict[str, Any] | None, ref: str, json: bool, done: str) -> None:
+def _yank_output(record: VersionRecord | None, ref: str, json: bool, done: str) -> None:
     if json:
-        print_json(record or {"id": ref})
+        print_json(record.to_wire() if record else {"id": ref})
     else:
-        plain(f"{done} {record.get('id', ref) if record else ref}")
+        plain(f"{done} {record.id if record else ref}")
 
 
 @app.command()

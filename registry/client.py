@@ -19,8 +19,6 @@ from urllib.parse import quote
 import httpx
 
 from pseudoword.registry.core.env import DEFAULT_REGISTRY, registry_token, registry_url
-from pseudoword.registry.core.files import atomic_write
-from pseudoword.registry.core.limits import MAX_RESOLVE_REFS, MAX_SEARCH_PAGE
 from pseudoword.registry.core.errors import (
     ArchitectureMismatch,
     IntegrityError,
@@ -30,6 +28,9 @@ from pseudoword.registry.core.errors import (
     error_for_code,
     error_for_status,
 )
+from pseudoword.registry.core.files import atomic_write
+from pseudoword.registry.core.limits import MAX_RESOLVE_REFS, MAX_SEARCH_PAGE
+from pseudoword.registry.core.record import ModelRecord, ResolveAnswer, VersionRecord
 from pseudoword.registry.core.refs import HashRef, ModelRef, Ref, parse_model_ref, parse_ref
 from pseudoword.registry.core.versions import latest_version, newest_first
 
@@ -41,7 +42,7 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class PublishResult:
-    record: dict[str, Any]
+    record: VersionRecord
     created: bool  # False when the same ID and content were already published (a no-op)
 
 
@@ -89,7 +90,7 @@ class RegistryClient:
             request.stream = _ProgressStream(request.stream, int(request.headers.get("content-length", len(data))),
                                              progress)
         response = self._send(request)
-        return PublishResult(record=response.json(), created=response.status_code == 201)
+        return PublishResult(record=VersionRecord.from_wire(response.json()), created=response.status_code == 201)
 
     def search(self, q: str | None = None, *, architecture: str | None = None, kind: str | None = None,
                tag: str | None = None, source: str | None = None, sort: str = "relevance", limit: int = 20,
@@ -104,57 +105,58 @@ class RegistryClient:
         returned iterator says where a later call would go on (None when the results ran out)."""
         return SearchPages(self, q, limit, cursor, page_size, filters)
 
-    def get_model(self, source: str, model: str) -> dict[str, Any]:
-        return self._json("GET", f"{API}/embeddings/{_seg(source)}/{_seg(model)}")
+    def get_model(self, source: str, model: str) -> ModelRecord:
+        return ModelRecord.from_wire(self._json("GET", f"{API}/embeddings/{_seg(source)}/{_seg(model)}"))
 
-    def get_version(self, ref: str) -> dict[str, Any]:
+    def get_version(self, ref: str) -> VersionRecord:
         parsed = parse_model_ref(ref, require_version=True)
-        return self._json("GET", _version_path(parsed))
+        return VersionRecord.from_wire(self._json("GET", _version_path(parsed)))
 
-    def version_meant(self, ref: str | Ref) -> tuple[dict[str, Any], dict[str, Any]]:
+    def version_meant(self, ref: str | Ref) -> tuple[ModelRecord, VersionRecord]:
         """Which version a reference means, with its model (all versions): a hash's version; a
         pinned version (yanked or not); else the newest not yanked (``core/versions.py``), or, when
         every version is yanked, the newest, marked yanked (to show, where resolve refuses)."""
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
         if isinstance(parsed, HashRef):
-            record = self.by_hash(str(parsed))
-            return self.get_model(record["source"], record["model"]), record
+            found = self.by_hash(str(parsed))
+            return self.get_model(found.source, found.model), found
         model = self.get_model(parsed.source, parsed.model)
-        versions = model.get("versions") or []
+        versions = model.versions
+        record: VersionRecord | None
         if parsed.version is not None:
-            record = next((v for v in versions if str(v.get("version")) == parsed.version), None)
+            record = next((v for v in versions if v.version == parsed.version), None)
             if record is None:
                 raise RemoteNotFound(f"{parsed} not found: {parsed.model_id} has no version {parsed.version!r}",
-                                     {"ref": str(parsed), "versions": [v.get("version") for v in versions]})
+                                     {"ref": str(parsed), "versions": [v.version for v in versions]})
         else:
             record = latest_version(versions) or (max(versions, key=newest_first) if versions else None)
             if record is None:
                 raise RemoteNotFound(f"{parsed} has no versions", {"ref": str(parsed)})
-        if parsed.ecosystem and record.get("architecture") != parsed.ecosystem:
-            raise ArchitectureMismatch(f"{ref} asks for {parsed.ecosystem} but {record['id']} is "
-                                       f"{record.get('architecture')}", {"requested": parsed.ecosystem,
-                                                                         "stored": record.get("architecture")})
+        if parsed.ecosystem and record.architecture != parsed.ecosystem:
+            raise ArchitectureMismatch(f"{ref} asks for {parsed.ecosystem} but {record.id} is {record.architecture}",
+                                       {"requested": parsed.ecosystem, "stored": record.architecture})
         return model, record
 
-    def resolve(self, refs: Sequence[str]) -> list[dict[str, Any]]:
-        """A ``{"ref", "record"}`` or ``{"ref", "error"}`` per ref, in order: one round trip per
-        ``MAX_RESOLVE_REFS`` refs (the most one request may carry)."""
+    def resolve(self, refs: Sequence[str]) -> list[ResolveAnswer]:
+        """A record or an error per ref, in order: one round trip per ``MAX_RESOLVE_REFS`` refs
+        (the most one request may carry)."""
         refs = list(refs)
-        results: list[dict[str, Any]] = []
+        results: list[ResolveAnswer] = []
         for start in range(0, len(refs), MAX_RESOLVE_REFS):
-            results += self._json("POST", f"{API}/resolve", json={"refs": refs[start : start + MAX_RESOLVE_REFS]})["results"]
+            page = self._json("POST", f"{API}/resolve", json={"refs": refs[start : start + MAX_RESOLVE_REFS]})
+            results += [ResolveAnswer.from_wire(item) for item in page["results"]]
         return results
 
-    def by_hash(self, digest: str) -> dict[str, Any]:
-        return self._json("GET", f"{API}/by-hash/{_seg(digest)}")
+    def by_hash(self, digest: str) -> VersionRecord:
+        return VersionRecord.from_wire(self._json("GET", f"{API}/by-hash/{_seg(digest)}"))
 
-    def yank(self, ref: str, reason: str) -> dict[str, Any]:
+    def yank(self, ref: str, reason: str) -> VersionRecord:
         parsed = parse_model_ref(ref, require_version=True)
-        return self._json("POST", f"{_version_path(parsed)}/yank", json={"reason": reason})
+        return VersionRecord.from_wire(self._json("POST", f"{_version_path(parsed)}/yank", json={"reason": reason}))
 
-    def unyank(self, ref: str) -> dict[str, Any]:
+    def unyank(self, ref: str) -> VersionRecord:
         parsed = parse_model_ref(ref, require_version=True)
-        return self._json("DELETE", f"{_version_path(parsed)}/yank")
+        return VersionRecord.from_wire(self._json("DELETE", f"{_version_path(parsed)}/yank"))
 
     # -- blobs ------------------------------------------------------------------------------------
 
@@ -259,14 +261,14 @@ class SearchPages:
         self._page_size = max(1, min(page_size or MAX_SEARCH_PAGE, MAX_SEARCH_PAGE))
         self.next_cursor = cursor
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[VersionRecord]:
         given = 0
         while self._limit is None or given < self._limit:
             want = self._page_size if self._limit is None else min(self._page_size, self._limit - given)
             page = self._client.search(self._q, limit=want, cursor=self.next_cursor, **self._filters)
             items = page.get("items") or []
             self.next_cursor = page.get("next_cursor")
-            yield from items
+            yield from (VersionRecord.from_wire(item) for item in items)
             given += len(items)
             if not self.next_cursor or not items:
                 return
@@ -294,4 +296,5 @@ def _version_path(ref: ModelRef) -> str:
     return f"{API}/embeddings/{_seg(ref.source)}/{_seg(ref.model)}/{_seg(ref.version or '')}"
 
 
-__all__ = ["DEFAULT_REGISTRY", "PublishResult", "RegistryClient", "RemoteNotFound", "default_registry_url"]
+__all__ = ["DEFAULT_REGISTRY", "ModelRecord", "PublishResult", "RegistryClient", "RemoteNotFound", "ResolveAnswer",
+           "VersionRecord", "default_registry_url"]

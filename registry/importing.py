@@ -35,6 +35,7 @@ from pseudoword.registry.core.errors import (
     StorageUnavailable,
     Unauthorized,
 )
+from pseudoword.registry.core.record import VersionRecord
 
 #: File suffixes A1111 and ComfyUI load as embeddings.
 EMBEDDING_SUFFIXES = (".pt", ".bin", ".safetensors")
@@ -151,10 +152,10 @@ def _prepare(path: Path, plan: ImportPlan, report: ImportReport) -> _Item | None
     return item
 
 
-def _existing(client: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+def _existing(client: Any, ids: list[str]) -> dict[str, VersionRecord]:
     """Records of the IDs the registry already has (the client batches the requests)."""
-    return {ref: result["record"] for ref, result in zip(ids, client.resolve(ids), strict=True)
-            if result.get("record")}
+    return {ref: result.record for ref, result in zip(ids, client.resolve(ids), strict=True)
+            if result.record is not None}
 
 
 def import_folder(plan: ImportPlan, client: Any, *, progress: Callable[[int, int], None] | None = None,
@@ -195,12 +196,11 @@ def import_folder(plan: ImportPlan, client: Any, *, progress: Callable[[int, int
         record = existing.get(item.id)  # type: ignore[arg-type]
         if record is None:
             to_upload.append(item)
-        elif item.sha256 in (record.get("original_sha256"), record.get("sha256")) or \
-                item.canonical_sha256 == record.get("sha256"):
+        elif item.sha256 in (record.original_sha256, record.sha256) or item.canonical_sha256 == record.sha256:
             report.skipped.append(item.summary(reason="already published"))
         else:
             report.refuse(item, Conflict.code,
-                          f"{item.id} is already published with other content (sha256 {record.get('original_sha256') or record.get('sha256')})")
+                          f"{item.id} is already published with other content (sha256 {record.original_sha256 or record.sha256})")
     if plan.dry_run:
         report.published.extend(item.summary() for item in to_upload)
         return report
@@ -222,7 +222,7 @@ def _upload(items: list[_Item], plan: ImportPlan, client: Any, report: ImportRep
         else:
             record = result.record
             if result.created:
-                report.published.append(item.summary(canonical_sha256=record.get("sha256")))
+                report.published.append(item.summary(canonical_sha256=record.sha256))
             else:
                 report.skipped.append(item.summary(reason="already published"))
         if progress is not None:

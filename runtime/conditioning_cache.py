@@ -19,7 +19,6 @@ about 0.23 MiB in float32, an SDXL chunk about 0.6 MiB.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -30,7 +29,6 @@ from typing import Any
 import torch
 
 from pseudoword.runtime.settings import conditioning_cache_mib
-
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ threads can use them without holding the lock.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 import torch
 
 from pseudoword.runtime.settings import vector_cache_entries
-
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,12 @@ _WHERE = {
     **dict.fromkeys(("EXPORT_FORMATS", "EXPORT_SUFFIXES", "canonical_bytes", "export_bytes"), "writing"),
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ARCHITECTURES", "Architecture", "DEFAULT_LIMITS", "EXPORT_FORMATS", "EXPORT_SUFFIXES", "Embedding",
+    "HashRef", "Hashes", "Limits", "MAX_VECTORS", "ModelRef", "Ref", "Triggers", "WIDTHS", "canonical_bytes",
+    "default_trigger", "export_bytes", "file_hashes", "parse_model_ref", "parse_ref", "read_embedding",
+    "read_file_bytes", "safetensors_header", "trigger_from_stem", "triggers_for",
+]
 
 
 def __getattr__(name: str) -> Any:

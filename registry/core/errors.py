@@ -169,6 +169,13 @@ class RequestTimeout(PseudowordError):
     status = 408
 
 
+class InvalidResponse(PseudowordError):
+    """The registry (or something in between) answered with JSON that is not what it should send."""
+
+    code = "invalid_response"
+    status = 502
+
+
 class InvalidSetting(PseudowordError):
     """A ``PSEUDOWORD_*`` setting (or a flag standing for one) that does not parse: fix the setting."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-
 #: The community short hashes: Civitai's AutoV2 and AUTOMATIC1111's embedding hash are the first
 #: 10 and 12 hex digits of the file's SHA-256.
 SHORT_HASH_LENGTHS: dict[str, int] = {"autov2": 10, "a1111": 12}

@@ -21,7 +21,7 @@ from pseudoword.registry.core.hashes import HASH_LENGTHS
 SOURCE_RE = r"[a-z0-9][a-z0-9_-]{0,63}"
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _MODEL_REF = re.compile(rf"(?P<source>{SOURCE_RE}):(?P<model>{NAME_RE})(?:@(?P<version>{NAME_RE}))?")
-_AIR = re.compile(rf"urn:air:(?P<eco>[^:]*):(?P<type>[^:]*):(?P<rest>.*)")
+_AIR = re.compile(r"urn:air:(?P<eco>[^:]*):(?P<type>[^:]*):(?P<rest>.*)")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 HashAlgo = Literal["sha256", "autov2", "a1111"]

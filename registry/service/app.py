@@ -15,14 +15,14 @@ from litestar.template import TemplateConfig
 from sqlalchemy import text
 
 from pseudoword.registry.core.errors import PseudowordError
+from pseudoword.registry.service import ratelimit
 from pseudoword.registry.service.api import BlobsController, EmbeddingsController, TokensController
-from pseudoword.registry.service.identity import whoami
 from pseudoword.registry.service.catalogue import Catalogue
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
 from pseudoword.registry.service.http import ALL_HEADERS, RegistryApp, read_timeout_middleware
+from pseudoword.registry.service.identity import whoami
 from pseudoword.registry.service.observability import configure_logging, request_id_middleware
-from pseudoword.registry.service import ratelimit
 from pseudoword.registry.service.resolve_cache import ResolveCache, watcher_for
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import open_store

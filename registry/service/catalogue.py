@@ -41,8 +41,8 @@ from pseudoword.registry.core.errors import (
     PseudowordError,
     TooLarge,
 )
-from pseudoword.registry.core.limits import Limits
 from pseudoword.registry.core.hashes import HASH_LENGTHS, a1111_hash, autov2
+from pseudoword.registry.core.limits import Limits
 from pseudoword.registry.core.text import check_text
 from pseudoword.registry.service.download_counts import DownloadCounter
 from pseudoword.registry.service.models import Model, Source, Version, utcnow

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from pseudoword.registry.importing import model_slug, trigger_from_stem
 from pseudoword.registry.core import read_embedding
+from pseudoword.registry.importing import model_slug, trigger_from_stem
 from tests.integration.api import eventually
 from tests.integration.cli_server import Cli, cli, live_registry  # noqa: F401  (fixtures)
 

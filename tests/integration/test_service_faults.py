@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import require
 from tests.integration.api import error_code, eventually, get, publish, random_embedding, resolve
-from tests.registry_servers import Backend, postgres_s3_env
 from tests.integration.servers import MotoS3, Server, create_database, drop_database, postgres_available, start_server
+from tests.registry_servers import Backend, postgres_s3_env
 
 
 def _blob_digests(server: Server) -> set[str]:

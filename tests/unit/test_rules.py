@@ -68,6 +68,31 @@ def test_each_rule_is_defined_once() -> None:
         assert holders == ([home] if home else []), f"{pattern!r} is defined in {holders}, expected {home}"
 
 
+def _wire(model: str, version: str = "1", **extra: object) -> dict[str, object]:
+    """A version record as the service sends it."""
+    return {"id": f"s:{model}@{version}", "air": f"urn:air:sd1:embedding:s:{model}@{version}", "source": "s",
+            "model": model, "version": version, "architecture": "sd1", "vectors": 2, "kind": "positive",
+            "trigger": model, "sha256": "ab" * 32, "size": 100, "yanked": False, **extra}
+
+
+def test_the_version_record_round_trips_the_wire_and_keeps_new_fields() -> None:
+    import pytest
+
+    from pseudoword.registry.core.errors import InvalidResponse
+    from pseudoword.registry.core.record import VersionRecord
+
+    wire = _wire("glow", tags=["a"], previews=[{"url": "/p.png"}], downloads=3)
+    record = VersionRecord.from_wire(wire)
+    assert record.id == "s:glow@1" and record.tags == ("a",) and record.extra == {"previews": [{"url": "/p.png"}]}
+    assert record.to_wire()["previews"] == [{"url": "/p.png"}] and record.to_wire()["downloads"] == 3
+    assert VersionRecord.from_wire(record.to_wire()) == record
+    assert "downloads" not in VersionRecord.from_wire(_wire("glow")).to_wire(), "resolve records carry no count"
+    with pytest.raises(InvalidResponse, match="'vectors' is '2'; expected a whole number"):
+        VersionRecord.from_wire(_wire("glow", vectors="2"))
+    with pytest.raises(InvalidResponse, match="'sha256' is None"):
+        VersionRecord.from_wire({**_wire("glow"), "sha256": None})
+
+
 def test_iter_search_pages_until_the_limit_or_the_end() -> None:
     import httpx
 
@@ -81,12 +106,12 @@ def test_iter_search_pages_until_the_limit_or_the_end() -> None:
         asked.append(params)
         start = int(params.get("cursor") or 0)
         end = min(total, start + int(params["limit"]))
-        items = [{"id": f"s:m{i}@1"} for i in range(start, end)]
+        items = [_wire(f"m{i}") for i in range(start, end)]
         return httpx.Response(200, json={"items": items, "next_cursor": str(end) if end < total else None})
 
     with RegistryClient("http://registry.test", transport=httpx.MockTransport(answer)) as client:
         every = list(client.iter_search("cat", kind="negative"))
-        assert [item["id"] for item in every] == [f"s:m{i}@1" for i in range(total)]
+        assert [item.id for item in every] == [f"s:m{i}@1" for i in range(total)]
         assert [a["limit"] for a in asked] == ["100", "100", "100"] and asked[0]["kind"] == "negative"
         asked.clear()
         pages = client.iter_search(limit=130)
