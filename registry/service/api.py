@@ -13,7 +13,7 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Body, Parameter
+from litestar.params import Body, FromPath, JSONBody, Parameter
 from msgspec import Meta, Struct
 from sqlmodel import Session
 
@@ -117,7 +117,7 @@ def principal_of(request: Request[Any, Any, Any] | ASGIConnection[Any, Any, Any,
     return request.state[_PRINCIPAL]  # type: ignore[no-any-return]
 
 
-def _version_ref(source: str, model: str, version: str) -> ModelRef:
+def _version_ref(source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> ModelRef:
     return parse_model_ref(f"{source}:{model}@{version}", require_version=True)
 
 
@@ -168,20 +168,20 @@ class EmbeddingsController(Controller):
 
     @get("/embeddings/{source:str}/{model:str}", sync_to_thread=True, summary="A model and its versions",
          responses=errors(404))
-    def get_model(self, request: Request[Any, Any, Any], source: str, model: str) -> dict[str, Any]:
+    def get_model(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str]) -> dict[str, Any]:
         ref = parse_model_ref(f"{source}:{model}")
         return catalogue_of(request).get_model(ref.source, ref.model)
 
     @get("/embeddings/{source:str}/{model:str}/{version:str}", sync_to_thread=True, summary="One version",
          responses=errors(404))
-    def get_version(self, request: Request[Any, Any, Any], source: str, model: str, version: str) -> dict[str, Any]:
+    def get_version(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
         return catalogue_of(request).get_version(_version_ref(source, model, version))
 
     @get("/embeddings/{source:str}/{model:str}/{version:str}/download", summary="Download one version's file",
          description="The canonical safetensors file, or an export carrying this version's trigger. "
                      "HEAD, Range, If-None-Match / If-Match / If-Range; counted once the file was sent.",
          responses={**errors(404, 412, 416), **DOWNLOAD_ANSWERS}, media_type="application/octet-stream")
-    async def download(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
+    async def download(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str],
                        format: _FORMAT = "safetensors") -> Response[bytes]:
         catalogue = catalogue_of(request)
         row = await sync_to_thread(catalogue.version_row, _version_ref(source, model, version))
@@ -189,21 +189,21 @@ class EmbeddingsController(Controller):
 
     @post("/embeddings/{source:str}/{model:str}/{version:str}/yank", sync_to_thread=True, status_code=200,
           summary="Yank a version (PEP 592)", guards=[require_token], responses=errors(401, 403, 404))
-    def yank(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
-             data: YankBody) -> dict[str, Any]:
+    def yank(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str],
+             data: JSONBody[YankBody]) -> dict[str, Any]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
         return catalogue_of(request).set_yanked(ref, True, data.reason)
 
     @delete("/embeddings/{source:str}/{model:str}/{version:str}/yank", sync_to_thread=True, status_code=200,
             summary="Unyank a version", guards=[require_token], responses=errors(401, 403, 404))
-    def unyank(self, request: Request[Any, Any, Any], source: str, model: str, version: str) -> dict[str, Any]:
+    def unyank(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
         return catalogue_of(request).set_yanked(ref, False, None)
 
     @post("/resolve", status_code=200, summary="Resolve many references in one round trip", responses=errors())
-    async def resolve(self, request: Request[Any, Any, Any], data: ResolveBody) -> dict[str, Any]:
+    async def resolve(self, request: Request[Any, Any, Any], data: JSONBody[ResolveBody]) -> dict[str, Any]:
         catalogue = catalogue_of(request)
         cached = catalogue.resolve_cached(data.refs)
         if cached is not None:  # every ref answered from memory: no database work at all
@@ -230,7 +230,7 @@ class BlobsController(Controller):
          description="Named by its digest and not counted: a version's own file is at "
                      "/api/v1/embeddings/{source}/{model}/{version}/download.",
          responses={**errors(404, 412, 416), **DOWNLOAD_ANSWERS}, media_type="application/octet-stream")
-    async def download(self, request: Request[Any, Any, Any], sha256: str,
+    async def download(self, request: Request[Any, Any, Any], sha256: FromPath[str],
                        format: _FORMAT = "safetensors") -> Response[bytes]:
         catalogue = catalogue_of(request)
         if not _SHA256.fullmatch(sha256):
@@ -250,7 +250,7 @@ class TokensController(Controller):
     guards = [require_admin]
 
     @post("/", sync_to_thread=True, status_code=201, summary="Create a token (admin)", responses=errors(401, 403))
-    def create(self, request: Request[Any, Any, Any], data: TokenBody) -> dict[str, Any]:
+    def create(self, request: Request[Any, Any, Any], data: JSONBody[TokenBody]) -> dict[str, Any]:
         with catalogue_of(request).session() as session:
             token, secret = auth.create_token(session, source=data.source, admin=data.admin, name=data.name)
             return {**auth.token_view(token), "token": secret}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from litestar.response import Template
 
 from pseudoword.registry.core.errors import InvalidRequest, PseudowordError
@@ -44,7 +44,7 @@ class Cataloguepages(Controller):
             "sort": sort, "next_cursor": next_cursor, "error": error})
 
     @get("/models/{source:str}/{model:str}", sync_to_thread=True)
-    def model(self, request: Request[Any, Any, Any], source: str, model: str) -> Template:
+    def model(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str]) -> Template:
         try:
             ref = parse_model_ref(f"{source}:{model}")
             detail = request.app.state.catalogue.get_model(ref.source, ref.model)
