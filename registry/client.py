@@ -248,7 +248,7 @@ class RegistryClient:
         cls = error_for_code(code)
         error = cls(message, detail) if cls is not PseudowordError else PseudowordError(message, detail)
         if cls is PseudowordError:
-            error.code = code  # type: ignore[misc] - keep an unknown server code visible
+            error.code = code  # type: ignore[misc]  # keep an unknown server code visible
         raise error
 
 

@@ -55,6 +55,8 @@ class _Entry:
 class ConditioningCache:
     """Thread-safe LRU of ``EncodedSide`` values, at most ``max_bytes`` in all (0: off)."""
 
+    _max_bytes: int | None
+
     @property
     def max_bytes(self) -> int:
         if self._max_bytes is None:

@@ -21,6 +21,7 @@ references it does not list resolve normally.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -370,7 +371,7 @@ class Resolver:
             if digest not in fetched:
                 try:
                     fetched[digest] = self.cache.fetch_blob(  # through the version's route: counted for it
-                        digest, lambda d=digest, v=version_id: self.client.download(d, version=v))
+                        digest, functools.partial(self.client.download, digest, version=version_id))
                 except PseudowordError as exc:
                     fetched[digest] = exc
             result = fetched[digest]

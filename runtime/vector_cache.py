@@ -34,6 +34,8 @@ class DeviceVectors:
 class VectorCache:
     """Thread-safe LRU of ``DeviceVectors`` (at most ``max_entries``)."""
 
+    _max_entries: int | None
+
     @property
     def max_entries(self) -> int:
         if self._max_entries is None:
