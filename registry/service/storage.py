@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pseudoword.registry.core.env import truthy
 from pseudoword.registry.core.errors import InsufficientStorage, PseudowordError, StorageUnavailable
 from pseudoword.registry.core.files import atomic_write
 
@@ -252,7 +253,7 @@ def open_store(url: str, access_key: str | None = None, secret_key: str | None =
         if not bucket or not parts.hostname:
             raise ValueError("PSEUDOWORD_STORAGE_URL must look like s3://host:port/bucket")
         endpoint = parts.hostname + (f":{parts.port}" if parts.port else "")
-        secure = query.get("secure", ["false"])[0].lower() in ("1", "true", "yes")
+        secure = truthy(query.get("secure", ["false"])[0], "the storage URL's secure=")
         return S3BlobStore(endpoint, bucket,
                            access_key or (unquote(parts.username) if parts.username else None),
                            secret_key or (unquote(parts.password) if parts.password else None),

@@ -48,7 +48,7 @@ DEFINITIONS = {
     r'\b768: "sd1"': None,
     r"^ARCH_BY_WIDTH\b.*=": "registry/core/embedding.py",
     r'"http://127\.0\.0\.1:8000"': "registry/core/env.py",
-    r'"yes", "on"|"on", "yes"|\{"1", "true"': "registry/core/env.py",
+    r'"yes", "on"|"on", "yes"|\{"1", "true"|"true", "yes"': "registry/core/env.py",
     r"= 256\b": "registry/core/limits.py",
     r"os\.replace\(": "registry/core/files.py",
     r"not \w+\.get\(\"yanked\"\)|if not r\.get\(\"yanked\"\)|versions\[0\]": None,
