@@ -1,4 +1,5 @@
-"""Server-side commands: `serve`, `migrate`, `token`, `gc` (they talk to the database directly)."""
+"""Server-side commands: `serve`, `migrate`, `token`, `gc`, on the database of the data directory the server
+uses (`token` also over a registry's HTTP API with `--registry`)."""
 
 from __future__ import annotations
 
