@@ -157,6 +157,7 @@ def _load_diffusers(pipe: Any, path: Path, trigger: str, architecture: str) -> t
 @pytest.mark.parametrize(("file", "trigger"), [("EasyNegative.safetensors", "EasyNegative"),
                                                ("zPDXL2.safetensors", "zPDXL2"),
                                                ("nfixer.pt", "nfixer")])
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_pull_in_all_three_formats_gives_files_that_load(imported, cli, tmp_path, file, trigger, tokenizer_dir,
                                                          tokenizer_2_dir, embeddings_dir):
     ref = corpus_id(file)

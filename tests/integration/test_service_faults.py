@@ -111,6 +111,7 @@ def _gc(server: Server, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_crash_between_blob_write_and_row_commit(backend: Backend, tmp_path: Path) -> None:
     env = dict(backend.env)
     database = None

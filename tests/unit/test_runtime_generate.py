@@ -342,6 +342,7 @@ def test_cli_generate_failures_are_one_line_and_write_nothing(pipeline_dir: Path
     assert not out.exists()
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_an_sde_scheduler_gives_the_same_png_in_two_processes(pipeline_dir: Path, embeddings_dir: Path,
                                                               tmp_path: Path) -> None:
     """``DPM++ SDE`` draws its noise from a Brownian tree that, unseeded, takes its seed from

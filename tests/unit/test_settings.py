@@ -79,6 +79,7 @@ def test_runtime_settings_are_read_when_used(monkeypatch: pytest.MonkeyPatch, tm
         RuntimeSettings.from_env()
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_importing_reads_no_setting() -> None:
     """A bad value fails where the setting is used, never at import (a worker imports first, configures after)."""
     code = ("import pseudoword.runtime.vector_cache as v, pseudoword.runtime.conditioning_cache as c\n"
