@@ -80,7 +80,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        d = cls.__dataclass_fields__
+        base = cls()  # the defaults
         settings = cls(
             data_dir=env_path("PSEUDOWORD_DATA_DIR") or default_data_dir(),
             database_url=env_text("PSEUDOWORD_DATABASE_URL"),
@@ -92,20 +92,20 @@ class Settings:
             # A path the server reads itself (the admin token to install), not a secret's _FILE form.
             admin_token_file=Path(os.environ["PSEUDOWORD_ADMIN_TOKEN_FILE"]).expanduser()
             if os.environ.get("PSEUDOWORD_ADMIN_TOKEN_FILE", "").strip() else None,
-            max_upload_bytes=env_int("PSEUDOWORD_MAX_UPLOAD_BYTES", d["max_upload_bytes"].default, minimum=1),
+            max_upload_bytes=env_int("PSEUDOWORD_MAX_UPLOAD_BYTES", base.max_upload_bytes, minimum=1),
             log_format=_choice("PSEUDOWORD_LOG_FORMAT", ("text", "json")),
             log_level=(env_text("PSEUDOWORD_LOG_LEVEL") or "INFO").upper(),
-            gc_grace_seconds=env_float("PSEUDOWORD_GC_GRACE_SECONDS", d["gc_grace_seconds"].default),
-            storage_timeout=env_float("PSEUDOWORD_STORAGE_TIMEOUT", d["storage_timeout"].default),
+            gc_grace_seconds=env_float("PSEUDOWORD_GC_GRACE_SECONDS", base.gc_grace_seconds),
+            storage_timeout=env_float("PSEUDOWORD_STORAGE_TIMEOUT", base.storage_timeout),
             storage_breaker_seconds=env_float("PSEUDOWORD_STORAGE_BREAKER_SECONDS",
-                                              d["storage_breaker_seconds"].default),
-            min_free_bytes=env_int("PSEUDOWORD_MIN_FREE_BYTES", d["min_free_bytes"].default),
+                                              base.storage_breaker_seconds),
+            min_free_bytes=env_int("PSEUDOWORD_MIN_FREE_BYTES", base.min_free_bytes),
             download_count_interval=env_float("PSEUDOWORD_DOWNLOAD_COUNT_INTERVAL",
-                                              d["download_count_interval"].default),
-            rate_limit=env_text("PSEUDOWORD_RATE_LIMIT") or d["rate_limit"].default,
-            publish_rate_limit=env_text("PSEUDOWORD_PUBLISH_RATE_LIMIT") or d["publish_rate_limit"].default,
-            rate_limit_store=env_text("PSEUDOWORD_RATE_LIMIT_STORE") or d["rate_limit_store"].default,
-            read_timeout=env_float("PSEUDOWORD_READ_TIMEOUT", d["read_timeout"].default),
+                                              base.download_count_interval),
+            rate_limit=env_text("PSEUDOWORD_RATE_LIMIT") or base.rate_limit,
+            publish_rate_limit=env_text("PSEUDOWORD_PUBLISH_RATE_LIMIT") or base.publish_rate_limit,
+            rate_limit_store=env_text("PSEUDOWORD_RATE_LIMIT_STORE") or base.rate_limit_store,
+            read_timeout=env_float("PSEUDOWORD_READ_TIMEOUT", base.read_timeout),
         )
         overrides = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **overrides)  # type: ignore[arg-type]
