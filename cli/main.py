@@ -42,7 +42,7 @@ def _root(
 # Importing the modules registers their commands on `app`.
 from pseudoword.cli import files_cmd  # noqa: E402,F401
 
-for _module in ("server_cmd", "registry_cmd", "runtime_cmd"):
+for _module in ("server_cmd", "registry_cmd", "runtime_cmd", "preview_cmd", "worker_cmd"):
     try:
         __import__(f"pseudoword.cli.{_module}")
     except ModuleNotFoundError as exc:  # a module not written yet, or an extra not installed

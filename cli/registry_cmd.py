@@ -193,6 +193,7 @@ def publish(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
     title: Annotated[str | None, typer.Option(help="Display title.")] = None,
     description: Annotated[str | None, typer.Option(help="Longer description.")] = None,
+    preview: Annotated[list[Path] | None, typer.Option("--preview", help="A preview image, PNG/JPEG/WEBP (repeatable).")] = None,
     json: JsonOpt = False,
     registry: RegistryOpt = None,
     token: TokenOpt = None,
@@ -205,7 +206,8 @@ def publish(
     read_embedding(data, filename=file.name)  # refuses a bad file before any upload
     with open_client(registry, token) as client, transfer_progress(f"uploading {file.name}") as progress:
         result = client.publish(data, id=str(ref), filename=file.name, trigger=trigger, kind=kind.value,
-                                tags=tuple(tag or ()), title=title, description=description, progress=progress)
+                                tags=tuple(tag or ()), title=title, description=description, progress=progress,
+                                previews=tuple(preview or ()))
     if json:
         print_json({**result.record.to_wire(), "created": result.created})
         return
@@ -405,8 +407,12 @@ def pull(
     parse_cli_ref(ref)
     with open_client(registry, token) as client, Resolver(client, cache_dir=cache_dir) as resolver:
         pulled = pull_into(resolver, ref, to, format=format.value, force=force)
+    with open_client(registry, token) as client:  # NAME.preview.png beside it, as A1111 and ComfyUI look for
+        from pseudoword.cli.preview_cmd import write_preview
+
+        preview_file = write_preview(client, pulled.id, pulled.path)
     if json:
-        print_json(pulled.to_dict())
+        print_json({**pulled.to_dict(), "preview": str(preview_file) if preview_file else None})
         return
     if pulled.yanked:
         err_console.print(f"warning: {pulled.id} is yanked: {pulled.yanked_reason or 'no reason given'}",

@@ -75,7 +75,9 @@ class RegistryClient:
 
     def publish(self, file: Path | bytes, *, id: str, filename: str | None = None, trigger: str | None = None,
                 kind: str | None = None, tags: tuple[str, ...] | list[str] = (), title: str | None = None,
-                description: str | None = None, progress: Progress | None = None) -> PublishResult:
+                description: str | None = None, progress: Progress | None = None,
+                previews: list[Path] | tuple[Path, ...] = ()) -> PublishResult:
+        """Publish a file, with preview images (PNG/JPEG/WEBP) checked and stored beside it."""
         data = file.read_bytes() if isinstance(file, Path) else bytes(file)
         name = filename or (file.name if isinstance(file, Path) else "embedding.safetensors")
         metadata = {"id": id, "trigger": trigger, "kind": kind, "tags": list(tags), "title": title,
@@ -83,7 +85,7 @@ class RegistryClient:
         metadata = {key: value for key, value in metadata.items() if value not in (None, [])}
         request = self._http.build_request(
             "POST", f"{API}/embeddings",
-            files={"file": (name, data, "application/octet-stream")},
+            files=[("file", (name, data, "application/octet-stream")), *_preview_parts(previews)],
             data={"metadata": json.dumps(metadata)},
         )
         if progress is not None:
@@ -149,6 +151,16 @@ class RegistryClient:
 
     def by_hash(self, digest: str) -> VersionRecord:
         return VersionRecord.from_wire(self._json("GET", f"{API}/by-hash/{_seg(digest)}"))
+
+    def add_previews(self, ref: str, previews: list[Path] | list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        """Attach preview images to a published version (its publisher's token)."""
+        parsed = parse_model_ref(ref, require_version=True)
+        return self._json("POST", f"{_version_path(parsed)}/previews", files=_preview_parts(previews))  # type: ignore[no-any-return]
+
+    def preview_bytes(self, url: str) -> bytes:
+        """A preview image by its URL (``previews[i].url`` of a version record)."""
+        response = self._send(self._http.build_request("GET", url))
+        return response.content
 
     def yank(self, ref: str, reason: str) -> VersionRecord:
         parsed = parse_model_ref(ref, require_version=True)
@@ -286,6 +298,14 @@ class _ProgressStream(httpx.SyncByteStream):
             done += len(chunk)
             self._progress(done, self._total)
             yield chunk
+
+
+def _preview_parts(previews: Any) -> list[tuple[str, tuple[str, bytes, str]]]:
+    parts = []
+    for item in previews:
+        name, data = (item.name, item.read_bytes()) if isinstance(item, Path) else item
+        parts.append(("preview", (name, data, "application/octet-stream")))
+    return parts
 
 
 def _seg(value: str) -> str:

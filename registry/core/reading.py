@@ -3,7 +3,8 @@
 Layouts (DESIGN "Files, architectures, validation"): safetensors ``{emb_params}``,
 ``{clip_l, clip_g}`` or ``{<token>}``; torch zip pickles in AUTOMATIC1111's
 ``{string_to_param: {'*': ...}, name, step, ...}``, diffusers' ``{<token>: [d] or [n, d]}`` and
-SDXL's ``{clip_l, clip_g}``.
+SDXL's ``{clip_l, clip_g}``; and A1111's embedding images (the same dictionary in a PNG's
+``sd-ti-embedding`` chunk, ``png_embedding.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
-from pseudoword.registry.core import safe_pickle
+from pseudoword.registry.core import png_embedding, safe_pickle
 from pseudoword.registry.core.embedding import ARCH_BY_WIDTH, MAX_VECTORS, WIDTHS, Embedding
 from pseudoword.registry.core.errors import InvalidFile, NonFiniteValues, ShapeMismatch, TooLarge
 from pseudoword.registry.core.limits import DEFAULT_LIMITS, Limits
@@ -63,6 +64,8 @@ def read_embedding(source: bytes | Path | str, *, filename: str | None = None,
             return _from_pickled_object(obj, limits)
         except RecursionError:  # a self-referencing or absurdly nested object graph
             raise InvalidFile("the pickled object is nested too deeply to be an embedding file") from None
+    if png_embedding.is_png(data):  # A1111's embedding image: the .pt's dictionary in a text chunk
+        return _from_pickled_object(png_embedding.embedding_dict_from_png(data, limits), limits)
     if safe_pickle.is_pickle(data):
         safe_pickle.refuse_raw_pickle(data)
     raise InvalidFile(

@@ -22,7 +22,8 @@ from pseudoword.registry.core.limits import MAX_SEARCH_PAGE
 from pseudoword.registry.core.refs import MAX_REF_LENGTH, ModelRef, parse_model_ref
 from pseudoword.registry.service import auth, ratelimit
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
-from pseudoword.registry.service.downloads import serve_blob, serve_version
+from pseudoword.registry.service.downloads import _precondition, is_head, serve_blob, serve_version
+from pseudoword.registry.service.previews import check_images
 from pseudoword.registry.service.search import Query, search
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -38,6 +39,14 @@ _PRINCIPAL = "principal"
 class PublishForm:
     file: UploadFile
     metadata: str
+    # PNG/JPEG/WEBP images (previews.py): one part or several named 'preview' (msgspec cannot
+    # take "a file or a list of files" as a type, so the parts are checked in _preview_files).
+    preview: Any = None
+
+
+@dataclass
+class PreviewForm:
+    preview: Any = None
 
 
 class ResolveBody(Struct):
@@ -121,6 +130,24 @@ def _version_ref(source: FromPath[str], model: FromPath[str], version: FromPath[
     return parse_model_ref(f"{source}:{model}@{version}", require_version=True)
 
 
+def _preview_files(parts: Any, catalogue: Catalogue) -> list[tuple[str | None, bytes]]:
+    """The uploaded preview images' bytes, each read only up to its limit."""
+    items = [] if parts is None else parts if isinstance(parts, list) else [parts]
+    if len(items) > catalogue.settings.max_previews_per_request:
+        raise InvalidRequest(f"{len(items)} preview images; at most {catalogue.settings.max_previews_per_request} "
+                             "per request")
+    files = []
+    for part in items:
+        if not isinstance(part, UploadFile):
+            raise InvalidRequest("each 'preview' part must be a file (with a filename)")
+        data = part.file.read(catalogue.settings.max_preview_bytes + 1)
+        if len(data) > catalogue.settings.max_preview_bytes:
+            raise TooLarge(f"preview {part.filename!r} is larger than {catalogue.settings.max_preview_bytes} bytes",
+                           {"limit": catalogue.settings.max_preview_bytes})
+        files.append((part.filename, data))
+    return files
+
+
 _INLINE_RESOLVE_REFS = 16
 _FORMAT = Annotated[str, Parameter(max_length=16, description="safetensors (canonical), a1111 (.pt) or diffusers")]
 
@@ -144,8 +171,39 @@ class EmbeddingsController(Controller):
         if len(content) > catalogue.settings.max_upload_bytes:
             raise TooLarge(f"file is larger than {catalogue.settings.max_upload_bytes} bytes",
                            {"limit": catalogue.settings.max_upload_bytes})
+        images = check_images(_preview_files(data.preview, catalogue), catalogue.settings)  # before anything is stored
         result, created = catalogue.publish(meta, content, data.file.filename)
+        if images:
+            ref = parse_model_ref(result["id"])
+            version_id = catalogue.previews.version_id(ref.source, ref.model, ref.version or "")
+            result["previews"] = catalogue.previews.attach(version_id, images)
         return Response(result, status_code=201 if created else 200)
+
+    @post("/embeddings/{source:str}/{model:str}/{version:str}/previews", sync_to_thread=True, status_code=200,
+          summary="Add preview images to a version (its publisher)", guards=[require_token],
+          opt={ratelimit.OPT: "publish"}, responses=errors(401, 403, 404, 413, 422))
+    def add_previews(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str],
+                     data: Annotated[PreviewForm, Body(media_type=RequestEncodingType.MULTI_PART)]) -> list[dict[str, Any]]:
+        ref = _version_ref(source, model, version)
+        principal_of(request).require_source(ref.source)
+        catalogue = catalogue_of(request)
+        version_id = catalogue.previews.version_id(ref.source, ref.model, ref.version or "")
+        images = check_images(_preview_files(data.preview, catalogue), catalogue.settings)
+        if not images:
+            raise InvalidRequest("send one or more 'preview' image parts")
+        return catalogue.previews.attach(version_id, images)
+
+    @delete("/embeddings/{source:str}/{model:str}/{version:str}/previews/{sha256:str}", sync_to_thread=True,
+            status_code=200, summary="Remove a preview image from a version (its publisher)", guards=[require_token],
+            responses=errors(401, 403, 404))
+    def remove_preview(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str],
+                       version: FromPath[str], sha256: FromPath[str]) -> list[dict[str, Any]]:
+        ref = _version_ref(source, model, version)
+        principal_of(request).require_source(ref.source)
+        if not _SHA256.fullmatch(sha256):
+            raise InvalidRequest("a preview is addressed by 64 lowercase hex digits")
+        catalogue = catalogue_of(request)
+        return catalogue.previews.remove(catalogue.previews.version_id(ref.source, ref.model, ref.version or ""), sha256)
 
     @get("/embeddings", sync_to_thread=True, summary="Search the catalogue", responses=errors())
     def search(
@@ -164,18 +222,24 @@ class EmbeddingsController(Controller):
                       limit=limit, cursor=cursor)
         with catalogue.session() as session:
             ids, next_cursor = search(session, query)
-        return {"items": catalogue.records_by_ids(ids), "next_cursor": next_cursor}
+        items = catalogue.previews.add_to_records(catalogue.records_by_ids(ids))
+        return {"items": items, "next_cursor": next_cursor}
 
     @get("/embeddings/{source:str}/{model:str}", sync_to_thread=True, summary="A model and its versions",
          responses=errors(404))
     def get_model(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str]) -> dict[str, Any]:
         ref = parse_model_ref(f"{source}:{model}")
-        return catalogue_of(request).get_model(ref.source, ref.model)
+        catalogue = catalogue_of(request)
+        found = catalogue.get_model(ref.source, ref.model)
+        catalogue.previews.add_to_records(found["versions"])
+        return found
 
     @get("/embeddings/{source:str}/{model:str}/{version:str}", sync_to_thread=True, summary="One version",
          responses=errors(404))
     def get_version(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
-        return catalogue_of(request).get_version(_version_ref(source, model, version))
+        catalogue = catalogue_of(request)
+        found = catalogue.get_version(_version_ref(source, model, version))
+        return catalogue.previews.add_to_records([found])[0]
 
     @get("/embeddings/{source:str}/{model:str}/{version:str}/download", summary="Download one version's file",
          description="The canonical safetensors file, or an export carrying this version's trigger. "
@@ -242,6 +306,32 @@ class BlobsController(Controller):
         if size is None:
             raise NotFound(f"no blob {sha256}")
         return await serve_blob(request, catalogue, sha256, size)
+
+
+class PreviewsController(Controller):
+    path = "/api/v1/previews"
+    tags = ["previews"]
+
+    @get("/{sha256:str}", summary="A preview image or its thumbnail, by SHA-256",
+         description="Immutable: ETag is the digest. Content type from the checked image (thumbnails are WEBP).",
+         responses={**errors(404), 304: ResponseSpec(data_container=None, description="Not modified")},
+         media_type="image/png")
+    async def image(self, request: Request[Any, Any, Any], sha256: FromPath[str]) -> Response[bytes]:
+        catalogue = catalogue_of(request)
+        if not _SHA256.fullmatch(sha256):
+            raise InvalidRequest("a preview is addressed by 64 lowercase hex digits")
+        found = await sync_to_thread(catalogue.previews.blob, sha256)
+        if found is None:
+            raise NotFound(f"no preview {sha256}")
+        media_type, size = found
+        headers = {"ETag": f'"{sha256}"', "Cache-Control": "public, max-age=31536000, immutable",
+                   "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline"}
+        condition = _precondition(request, headers["ETag"])  # RFC 9110's rules, as for downloads
+        if condition is not None:
+            return Response(b"", status_code=condition, media_type=media_type, headers=headers)
+        if is_head(request):
+            return Response(b"", media_type=media_type, headers={**headers, "Content-Length": str(size)})
+        return Response(await catalogue.store.aget(sha256), media_type=media_type, headers=headers)
 
 
 class TokensController(Controller):

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from pseudoword.registry.core.errors import PseudowordError
 from pseudoword.registry.service import ratelimit
-from pseudoword.registry.service.api import BlobsController, EmbeddingsController, TokensController
+from pseudoword.registry.service.api import BlobsController, EmbeddingsController, PreviewsController, TokensController
 from pseudoword.registry.service.catalogue import Catalogue
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
@@ -26,7 +26,7 @@ from pseudoword.registry.service.observability import configure_logging, request
 from pseudoword.registry.service.resolve_cache import ResolveCache, watcher_for
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import open_store
-from pseudoword.registry.service.web import Cataloguepages
+from pseudoword.registry.service.web import Cataloguepages, api_browser, static_routers
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: Multipart framing and the metadata field on top of the file itself.
@@ -85,18 +85,21 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     prometheus = PrometheusConfig(app_name="pseudoword", prefix="pseudoword", group_path=True,
                                   exclude=["/metrics"])
     app = RegistryApp(
-        route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, TokensController, whoami,
-                        Cataloguepages, MetricsController],
+        route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, PreviewsController, TokensController,
+                        whoami, Cataloguepages, MetricsController, *static_routers()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware, prometheus.middleware, *ratelimit.middleware(settings),
                     read_timeout_middleware(settings.read_timeout)],
         stores={ratelimit.STORE_NAME: ratelimit.open_store(settings.rate_limit_store)},
         response_headers=ALL_HEADERS,
         openapi_config=OpenAPIConfig(title="pseudoword registry", version="1.0.0",
-                                     description="A registry for textual-inversion embeddings."),
+                                     description="A registry for textual-inversion embeddings.",
+                                     render_plugins=[api_browser()]),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
-        request_max_body_size=settings.max_upload_bytes + _BODY_OVERHEAD,
-        multipart_form_part_limit=8,
+        # Publish with previews: the file plus up to max_previews_per_request images.
+        request_max_body_size=settings.max_upload_bytes + _BODY_OVERHEAD
+        + settings.max_previews_per_request * settings.max_preview_bytes,
+        multipart_form_part_limit=8 + settings.max_previews_per_request,
         on_shutdown=[catalogue.close, engine.dispose],
         debug=False,
     )

@@ -45,7 +45,8 @@ from pseudoword.registry.core.hashes import HASH_LENGTHS, a1111_hash, autov2
 from pseudoword.registry.core.limits import Limits
 from pseudoword.registry.core.text import check_text
 from pseudoword.registry.service.download_counts import DownloadCounter
-from pseudoword.registry.service.models import Model, Source, Version, utcnow
+from pseudoword.registry.service.models import Model, Preview, Source, Version, utcnow
+from pseudoword.registry.service.previews import Previews
 from pseudoword.registry.service.resolve_cache import NoWatcher, ResolveCache
 from pseudoword.registry.service.search import KINDS, TAG, index_model
 from pseudoword.registry.service.settings import Settings
@@ -212,6 +213,7 @@ class Catalogue:
         self.limits = Limits(max_file_bytes=settings.max_upload_bytes)
         self.resolve_cache = resolve_cache or ResolveCache(NoWatcher())
         self.downloads = DownloadCounter(engine, settings.download_count_interval)
+        self.previews = Previews(self)
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -502,6 +504,7 @@ class Catalogue:
         report = GcReport(grace_seconds=grace, dry_run=dry_run)
         with self.session() as session:
             referenced = set(session.execute(select(Version.sha256).distinct()).scalars().all())
+            referenced |= _preview_digests(session)
         cutoff = time.time() - grace
         for blob in sorted(self.store.list_blobs(), key=lambda b: b.sha256):
             if blob.sha256 in referenced:
@@ -521,6 +524,8 @@ class Catalogue:
             self._lock_blobs(session, exclusive=True)
             if session.execute(select(Version.id).where(Version.sha256 == sha256).limit(1)).first():
                 return False  # a publish committed meanwhile
+            if sha256 in _preview_digests(session, sha256):
+                return False  # a preview (image or thumbnail) refers to it
             modified = self.store.modified(sha256)
             if modified is None or modified > time.time() - grace:
                 return False  # rewritten meanwhile by a publish that has not committed yet
@@ -532,6 +537,14 @@ class Catalogue:
         self.downloads.close()
         self.resolve_cache.close()
         self.store.close()
+
+
+def _preview_digests(session: Session, only: str | None = None) -> set[str]:
+    """Blobs preview rows refer to (images and thumbnails, previews.py): gc keeps them."""
+    images, thumbs = select(Preview.sha256), select(Preview.thumb_sha256)
+    if only is not None:
+        images, thumbs = images.where(Preview.sha256 == only), thumbs.where(Preview.thumb_sha256 == only)
+    return set(session.execute(images.union(thumbs)).scalars().all())
 
 
 def _ref_params(ref: ModelRef) -> dict[str, str | None]:

@@ -12,9 +12,10 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pseudoword.registry.core.errors import RequestTimeout
 from pseudoword.registry.service.downloads import HEAD_MARK
 
-#: For the HTML pages: no scripts, nothing framed, styles from the page itself only.
+#: For the HTML pages: styles, the copy script and images from the registry only (no inline
+#: script, nothing from elsewhere), nothing framed.
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",

@@ -76,6 +76,26 @@ class Version(SQLModel, table=True):
     downloads: int = 0
 
 
+class Preview(SQLModel, table=True):
+    """A preview image of a version: the checked upload and its thumbnail, both blobs by digest."""
+
+    __tablename__ = "previews"
+    __table_args__ = (UniqueConstraint("version_id", "sha256", name="uq_previews_version_sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="versions.id", index=True)
+    position: int = 0
+    sha256: str = Field(max_length=64, index=True)
+    size: int
+    format: str = Field(max_length=8)  # png, jpeg, webp
+    width: int
+    height: int
+    thumb_sha256: str = Field(max_length=64, index=True)
+    thumb_size: int
+    parameters: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # A1111 infotext
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
 class ModelTag(SQLModel, table=True):
     """Tags of each model's latest version, for the tag filter."""
 

@@ -53,6 +53,15 @@ class Settings:
     max_record_chars: int = 16 * 1024
     max_yank_reason_length: int = 1000
     max_token_name_length: int = 128
+    #: Preview images (previews.py): bytes per image, its longest side and pixel count (a
+    #: decompression bomb is a small file that claims many pixels), images per version and per
+    #: request, and the thumbnail's longest side.
+    max_preview_bytes: int = 5 * MiB
+    max_preview_side: int = 8192
+    max_preview_pixels: int = 4096 * 4096
+    max_previews: int = 12
+    max_previews_per_request: int = 4
+    preview_thumbnail_side: int = 512
     log_format: str = "text"
     log_level: str = "INFO"
     #: gc leaves blobs younger than this (seconds, by mtime / S3 LastModified): a publish writes

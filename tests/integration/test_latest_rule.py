@@ -19,7 +19,7 @@ from tests.integration.cli_server import Cli, LiveRegistry, cli, live_registry  
 def _snippet(url: str, source: str, model: str) -> str | None:
     page = httpx.get(f"{url}/models/{source}/{model}", timeout=30)
     assert page.status_code == 200
-    found = re.search(r'<pre id="use-it">(.*?)</pre>', page.text, re.S)
+    found = re.search(r'<pre id="use-request">(.*?)</pre>', page.text, re.S)
     return html.unescape(found[1]) if found else None
 
 
