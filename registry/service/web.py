@@ -20,7 +20,7 @@ from markdown_it import MarkdownIt
 from pseudoword.registry.core import HashRef, parse_ref
 from pseudoword.registry.core.errors import InvalidReference, InvalidRequest, NotFound, PseudowordError
 from pseudoword.registry.core.refs import parse_model_ref
-from pseudoword.registry.core.versions import latest_version
+from pseudoword.registry.core.versions import latest_version, newest_first
 from pseudoword.registry.core.writing import EXPORT_SUFFIXES, safe_filename
 from pseudoword.registry.service.http import PAGE_HEADERS
 from pseudoword.registry.service.search import KINDS, Query, search
@@ -148,7 +148,7 @@ class Cataloguepages(Controller):
         # The "use it" snippet names what an unpinned reference means (core/versions.py's rule).
         latest = latest_version(versions)
         if version is None:
-            shown = latest or versions[0]
+            shown = latest or max(versions, key=newest_first)  # every version yanked: the newest, marked
         else:
             shown = next((v for v in versions if v["version"] == version), None)
             if shown is None:
