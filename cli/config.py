@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
-DEFAULT_REGISTRY = "http://127.0.0.1:8000"
+from pseudoword.registry.core.env import DEFAULT_REGISTRY, env_text
+from pseudoword.registry.core.files import atomic_write
 
 
 def config_path() -> Path:
@@ -53,16 +53,7 @@ def _toml_string(value: str) -> str:
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` readable by the owner only, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")  # mkstemp: mode 0600
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode(), mode=0o600, prefix=".config.", dir_mode=0o700)
 
 
 def save_config(config: dict[str, Any], path: Path | None = None) -> Path:
@@ -90,9 +81,14 @@ def save_login(registry: str, token: str, *, make_default: bool = True, path: Pa
 
 
 def remove_login(registry: str, path: Path | None = None) -> bool:
-    """Forget the token of ``registry``; True if there was one."""
+    """Forget the token of ``registry``, and ``registry`` as the default when it is (so the next
+    command goes back to ``PSEUDOWORD_REGISTRY`` or the local default); True if anything changed."""
     config = load_config(path)
-    removed = config.get("tokens", {}).pop(normalize_url(registry), None) is not None
+    url = normalize_url(registry)
+    removed = config.get("tokens", {}).pop(url, None) is not None
+    if config.get("registry") and normalize_url(str(config["registry"])) == url:
+        del config["registry"]
+        removed = True
     if removed:
         save_config(config, path)
     return removed
@@ -100,7 +96,7 @@ def remove_login(registry: str, path: Path | None = None) -> bool:
 
 def registry_url(flag: str | None = None) -> str:
     """``--registry``, else ``PSEUDOWORD_REGISTRY``, else the logged-in default, else local."""
-    for candidate in (flag, os.environ.get("PSEUDOWORD_REGISTRY"), load_config().get("registry")):
+    for candidate in (flag, env_text("PSEUDOWORD_REGISTRY"), load_config().get("registry")):
         if candidate and str(candidate).strip():
             return normalize_url(str(candidate))
     return DEFAULT_REGISTRY
@@ -108,7 +104,7 @@ def registry_url(flag: str | None = None) -> str:
 
 def registry_token(flag: str | None, registry: str) -> str | None:
     """``--token``, else ``PSEUDOWORD_TOKEN``, else the token saved for this registry."""
-    for candidate in (flag, os.environ.get("PSEUDOWORD_TOKEN")):
+    for candidate in (flag, env_text("PSEUDOWORD_TOKEN")):
         if candidate and candidate.strip():
             return candidate.strip()
     saved = (load_config().get("tokens") or {}).get(normalize_url(registry))

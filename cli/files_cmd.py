@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from pseudoword.cli.main import app
 from pseudoword.cli.output import console, handle_errors, print_json
-from pseudoword.registry.core import default_trigger, export_bytes, file_hashes, read_embedding
-from pseudoword.registry.core.embedding import Embedding
+from pseudoword.registry.core import default_trigger, file_hashes
+
+if TYPE_CHECKING:
+    from pseudoword.registry.core.embedding import Embedding
 
 
 class ExportFormat(str, Enum):
@@ -23,6 +25,8 @@ class ExportFormat(str, Enum):
 
 def describe_file(path: Path) -> tuple[Embedding, dict[str, Any]]:
     """Read a local file and summarise it in the `inspect --json` shape."""
+    from pseudoword.registry.core.reading import read_embedding  # torch: imported when a file is read, not for --help
+
     data = path.read_bytes()
     emb = read_embedding(data, filename=path.name)
     hashes = file_hashes(data)
@@ -74,6 +78,9 @@ def convert(
     trigger: Annotated[str | None, typer.Option(help="Trigger word written into the file.")] = None,
 ) -> None:
     """Convert an embedding to the canonical safetensors form, A1111 `.pt`, or diffusers' format."""
+    from pseudoword.registry.core.reading import read_embedding
+    from pseudoword.registry.core.writing import export_bytes
+
     emb = read_embedding(file, filename=file.name)
     data = export_bytes(emb, to.value, trigger or default_trigger(emb, file.name))
     tmp = out.with_name(out.name + ".tmp")

@@ -25,8 +25,13 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+def _jsonable(value: Any) -> Any:
+    """Typed records print as the JSON the registry sends (``to_wire``); paths and the like as text."""
+    return value.to_wire() if hasattr(value, "to_wire") else str(value)
+
+
 def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
 def fail(message: str, code: str = "error", exit_code: int = EXIT_FAILURE) -> typer.Exit:
@@ -38,8 +43,34 @@ def debug_enabled() -> bool:
     return os.environ.get("PSEUDOWORD_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
 
 
+#: The extra a command module needs, for a missing module no requirement of pyproject names
+#: (``PIL`` is pillow's, ``multipart`` python-multipart's).
+_MODULE_EXTRAS = {"pseudoword.cli.server_cmd": "server", "pseudoword.cli.runtime_cmd": "runtime"}
+
+
+def missing_extra(exc: ModuleNotFoundError, command_module: str) -> str | None:
+    """The extra of ours that provides the module ``exc`` misses, or None (then it is a bug)."""
+    import re
+    from importlib import metadata
+
+    name = (exc.name or "").split(".")[0]
+    if not name or name == "pseudoword":
+        return None
+    wanted = re.sub(r"[-_.]+", "-", name).lower()
+    try:
+        requirements = metadata.requires("pseudoword") or []
+    except metadata.PackageNotFoundError:
+        requirements = []
+    for requirement in requirements:
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*).*extra\s*==\s*[\"'](\w+)[\"']", requirement)
+        if match and re.sub(r"[-_.]+", "-", match[1]).lower() == wanted and match[2] != "dev":
+            return match[2]
+    return _MODULE_EXTRAS.get(command_module)
+
+
 def handle_errors(func: F) -> F:
-    """Turn our typed errors (and file-system errors) into one line and exit code 1."""
+    """Turn our typed errors (and file-system errors) into one line and exit code 1; a module an
+    extra provides that is not installed is one line naming the extra to install."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,6 +82,13 @@ def handle_errors(func: F) -> F:
             if debug_enabled():
                 raise
             raise fail(exc.message, exc.code) from None
+        except ModuleNotFoundError as exc:
+            extra = missing_extra(exc, func.__module__)
+            if extra is None or debug_enabled():
+                raise
+            command = func.__name__.rstrip("_").replace("_", " ")
+            raise fail(f"`pseudoword {command}` needs the [{extra}] extra ({exc.name} is not installed): "
+                       f"pip install 'pseudoword[{extra}]'", "missing_extra") from None
         except OSError as exc:
             if debug_enabled():
                 raise

@@ -5,6 +5,7 @@ AUTOMATIC1111's Extra Networks and ComfyUI's model browsers look for it)."""
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +18,7 @@ from pseudoword.registry.core import parse_model_ref
 
 if TYPE_CHECKING:
     from pseudoword.registry.client import RegistryClient
+    from pseudoword.registry.core.record import VersionRecord
 
 #: Extension A1111 / ComfyUI expect for each preview format (A1111 also reads .jpg and .webp).
 PREVIEW_SUFFIXES = {"png": ".preview.png", "jpeg": ".preview.jpg", "webp": ".preview.webp"}
@@ -33,7 +35,7 @@ def write_preview(client: RegistryClient, version_id: str, file: Path) -> Path |
     """Write the first preview of ``version_id`` beside ``file``; None when it has none, or when
     the registry cannot be asked (an offline pull from the cache still succeeds, without one)."""
     from pseudoword.registry.core.errors import PseudowordError
-    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.registry.core.files import atomic_write
 
     try:
         previews = client.get_version(version_id).get("previews") or []
@@ -71,14 +73,15 @@ PROMPTS = {
 }
 
 
-def prompt_kind(record: dict[str, Any]) -> str:
+def prompt_kind(record: Mapping[str, Any] | VersionRecord) -> str:
     if record.get("kind") == "negative":
         return "negative"
-    words = {str(tag).lower() for tag in record.get("tags") or []} | set(str(record.get("title", "")).lower().split())
+    words = {str(tag).lower() for tag in record.get("tags") or []} | set(str(record.get("title") or "").lower().split())
     return "style" if words & {"style", "art style", "artstyle", "aesthetic"} else "object"
 
 
-def render_comparison(pipe: Any, record: dict[str, Any], resolver: Any, *, seed: int, steps: int, size: int,
+def render_comparison(pipe: Any, record: Mapping[str, Any] | VersionRecord, resolver: Any, *, seed: int,
+                      steps: int, size: int,
                       kind: str | None = None) -> tuple[bytes, str]:
     """A grid: one row per prompt, the image without the embedding beside the one with it (same
     seed), through the runtime's ``generate``. Returns PNG bytes and the text stored in them."""
@@ -142,7 +145,7 @@ def preview(
     from pseudoword.cli.registry_cmd import open_client
     from pseudoword.cli.runtime_cmd import _quiet_libraries
     from pseudoword.registry.core.errors import InvalidRequest
-    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.registry.core.files import atomic_write
     from pseudoword.runtime.generation import image_size, load_pipeline, parse_request
     from pseudoword.runtime.resolver import Resolver
 

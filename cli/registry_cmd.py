@@ -22,15 +22,15 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from pseudoword.cli import config
-from pseudoword.cli.import_folder import ImportPlan, import_folder
 from pseudoword.cli.main import app
 from pseudoword.cli.output import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
-from pseudoword.registry.core import HashRef, ModelRef, export_bytes, parse_ref, read_embedding, read_file_bytes
-from pseudoword.registry.core.errors import ArchitectureMismatch, InvalidReference, InvalidRequest, RemoteNotFound
-from pseudoword.registry.core.writing import safe_filename
+from pseudoword.registry.core import HashRef, ModelRef, parse_ref
+from pseudoword.registry.core.errors import InvalidReference, InvalidRequest
 
 if TYPE_CHECKING:
     from pseudoword.registry.client import RegistryClient
+    from pseudoword.registry.core.record import VersionRecord
+    from pseudoword.registry.importing import ImportReport
 
 
 class Kind(str, Enum):
@@ -56,13 +56,8 @@ class PullFormat(str, Enum):
     diffusers = "diffusers"
 
 
-#: File name suffix per pulled format; the diffusers form gets its own so it never overwrites
-#: the canonical file (A1111/ComfyUI read both, but the diffusers one is for load_textual_inversion).
-PULL_SUFFIXES = {"safetensors": ".safetensors", "a1111": ".pt", "diffusers": ".diffusers.safetensors"}
 #: Widest table printed into a pipe or a file.
 PIPE_WIDTH = 160
-#: Most items the CLI asks the registry for in one search page.
-SEARCH_PAGE = 100
 
 RegistryOpt = Annotated[
     str | None,
@@ -124,28 +119,44 @@ def transfer_progress(label: str) -> Iterator[Callable[[int, int], None] | None]
         yield update
 
 
-def record_table(record: dict[str, Any]) -> Table:
+@contextmanager
+def count_progress(label: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar of items done on stderr when it is a terminal; None otherwise."""
+    if not (enabled and err_console.is_terminal):
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def record_table(record: VersionRecord) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     rows = [
-        ("id", record.get("id")),
-        ("air", record.get("air")),
-        ("title", record.get("title")),
-        ("architecture", record.get("architecture")),
-        ("vectors", f"{record.get('vectors')} ({record.get('dtype')})"),
-        ("kind", record.get("kind")),
-        ("trigger", record.get("trigger")),
-        ("tags", ", ".join(record.get("tags") or []) or None),
-        ("sha256", record.get("sha256")),
-        ("size", record.get("size")),
-        ("original", f"{record.get('original_format')}, {record.get('original_size')} bytes, "
-                     f"sha256 {record.get('original_sha256')}"),
-        ("autov2", record.get("autov2")),
-        ("a1111 hash", record.get("a1111_hash")),
-        ("downloads", record.get("downloads")),
-        ("created", record.get("created_at")),
-        ("yanked", f"yes: {record.get('yanked_reason') or 'no reason given'}" if record.get("yanked") else "no"),
+        ("id", record.id),
+        ("air", record.air),
+        ("title", record.title),
+        ("architecture", record.architecture),
+        ("vectors", f"{record.vectors} ({record.dtype})"),
+        ("kind", record.kind),
+        ("trigger", record.trigger),
+        ("tags", ", ".join(record.tags) or None),
+        ("sha256", record.sha256),
+        ("size", record.size),
+        ("original", f"{record.original_format}, {record.original_size} bytes, sha256 {record.original_sha256}"),
+        ("autov2", record.autov2),
+        ("a1111 hash", record.a1111_hash),
+        ("downloads", record.downloads),
+        ("created", record.created_at),
+        ("yanked", f"yes: {record.yanked_reason or 'no reason given'}" if record.yanked else "no"),
     ]
     for key, value in rows:
         if value not in (None, ""):
@@ -188,6 +199,8 @@ def publish(
     token: TokenOpt = None,
 ) -> None:
     """Validate an embedding file locally, then publish it under an ID."""
+    from pseudoword.registry.core.reading import read_embedding, read_file_bytes  # torch: not for --help
+
     ref = parse_cli_ref(id, require_version=True, model_only=True)
     data = read_file_bytes(file)
     read_embedding(data, filename=file.name)  # refuses a bad file before any upload
@@ -196,10 +209,10 @@ def publish(
                                 tags=tuple(tag or ()), title=title, description=description, progress=progress,
                                 previews=tuple(preview or ()))
     if json:
-        print_json({**result.record, "created": result.created})
+        print_json({**result.record.to_wire(), "created": result.created})
         return
     verb = "published" if result.created else "already published (unchanged)"
-    plain(f"{verb}: {result.record['id']}")
+    plain(f"{verb}: {result.record.id}")
     print_table(record_table(result.record))
 
 
@@ -225,6 +238,8 @@ def import_(
 
     Files already published under the same ID with the same content are skipped, so a rerun
     after an interruption finishes the job. Exits 1 when any file was refused."""
+    from pseudoword.registry.importing import ImportPlan, import_folder
+
     if not directory.is_dir():
         raise usage_error(f"not a folder: {directory}")
     try:
@@ -234,18 +249,32 @@ def import_(
         raise usage_error(f"invalid --source or --version: {exc.message}", exc.code) from None
     plan = ImportPlan(directory=directory, source=source, version=version, kind=kind.value,
                       kind_from_name=kind_from_name, tags=tuple(tag or ()), dry_run=dry_run)
-    with open_client(registry, token) as client:
-        report = import_folder(plan, client, show_progress=err_console.is_terminal and not json,
+    with open_client(registry, token) as client, count_progress("publishing", enabled=not json) as progress:
+        report = import_folder(plan, client, progress=progress,
                                warn=lambda msg: err_console.print(f"warning: {msg}", markup=False, highlight=False))
     if json:
         print_json(report.to_dict())
     else:
-        print_table(report.table())
+        print_table(import_table(report))
         plain(report.counts_line())
     if report.aborted is not None:
         raise fail(report.aborted.message, report.aborted.code)
     if report.refused:
         raise typer.Exit(1)
+
+
+def import_table(report: ImportReport) -> Table:
+    table = Table(Column("File", overflow="fold"), Column("ID", overflow="fold"), "Result",
+                  Column("Detail", overflow="fold", ratio=1))
+    verb = "would publish" if report.dry_run else "published"
+    rows = [(r, Text(verb, "green"), f"{r['architecture']}, {r['vectors']} vector{'s' if r['vectors'] != 1 else ''}, "
+                                     f"trigger {r['trigger']!r}") for r in report.published]
+    rows += [(r, Text("skipped", "yellow"), r.get("reason", "")) for r in report.skipped]
+    rows += [(r, Text("refused", "red"), f"{r['code']}: {r['message']}") for r in report.refused]
+    rows += [({"file": name}, Text("not done"), "") for name in report.not_done]
+    for row, result, detail in rows:  # Text cells: file names may hold [brackets]
+        table.add_row(Text(row["file"]), Text(row.get("id") or ""), result, Text(detail))
+    return table
 
 
 # -- search ------------------------------------------------------------------------------------
@@ -266,18 +295,13 @@ def search(
     registry: RegistryOpt = None,
 ) -> None:
     """Search the catalogue: one row per model, its newest version that is not yanked."""
-    items: list[dict[str, Any]] = []
     with open_client(registry, None) as client:
-        while True:
-            page = client.search(query or None, architecture=arch.value if arch else None,
-                                 kind=kind.value if kind else None, tag=tag, source=source, sort=sort.value,
-                                 limit=min(SEARCH_PAGE, limit - len(items)), cursor=cursor)
-            items.extend(page.get("items") or [])
-            cursor = page.get("next_cursor")
-            if not cursor or len(items) >= limit or not page.get("items"):
-                break
+        pages = client.iter_search(query or None, limit=limit, cursor=cursor, architecture=arch.value if arch else None,
+                                   kind=kind.value if kind else None, tag=tag, source=source, sort=sort.value)
+        items = list(pages)
+        cursor = pages.next_cursor
     if json:
-        print_json({"items": items, "next_cursor": cursor})
+        print_json({"items": [item.to_wire() for item in items], "next_cursor": cursor})
         return
     if not items:
         plain("no embeddings match")
@@ -285,10 +309,9 @@ def search(
     table = Table(Column("ID", overflow="fold"), "Architecture", "Vectors", "Kind", Column("Trigger", overflow="fold"),
                   "Downloads")
     for item in items:
-        name = item.get("id", "") + (" (yanked)" if item.get("yanked") else "")
+        name = item.id + (" (yanked)" if item.yanked else "")
         table.add_row(*(Text(str(value)) for value in (
-            name, item.get("architecture"), item.get("vectors"), item.get("kind"), item.get("trigger") or "",
-            item.get("downloads", 0))))
+            name, item.architecture, item.vectors, item.kind, item.trigger or "", item.downloads or 0)))
     print_table(table)
     if cursor:
         plain(f"more results: --cursor {cursor}")
@@ -297,18 +320,20 @@ def search(
 # -- show --------------------------------------------------------------------------------------
 
 
-def usage_snippet(record: dict[str, Any]) -> dict[str, Any]:
+def usage_snippet(record: VersionRecord) -> dict[str, Any]:
     """How to use a version: the request's `embeddings` entry and the diffusers calls."""
-    trigger = record.get("trigger") or record["model"]
-    negative = record.get("kind") == "negative"
-    entry = {"model": record["id"], "weight": -1.0 if negative else 1.0}
+    from pseudoword.runtime.pull import pulled_file_name
+
+    trigger = record.call_word
+    negative = record.kind == "negative"
+    entry = {"model": record.id, "weight": -1.0 if negative else 1.0}
     where = f'prompt="a photo", negative_prompt="{trigger}"' if negative else f'prompt="a photo, {trigger}"'
-    stem = safe_filename(trigger)
-    if record.get("architecture") == "sdxl":
+    diffusers_file = pulled_file_name(trigger, "diffusers")
+    if record.architecture == "sdxl":
         diffusers = (
-            f"# pseudoword pull {record['id']} --format diffusers\n"
+            f"# pseudoword pull {record.id} --format diffusers\n"
             "from safetensors.torch import load_file\n"
-            f'state = load_file("{stem}{PULL_SUFFIXES["diffusers"]}")\n'
+            f'state = load_file("{diffusers_file}")\n'
             f'pipe.load_textual_inversion(state["clip_l"], token="{trigger}", '
             "text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)\n"
             f'pipe.load_textual_inversion(state["clip_g"], token="{trigger}", '
@@ -317,11 +342,11 @@ def usage_snippet(record: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         diffusers = (
-            f"# pseudoword pull {record['id']} --format diffusers\n"
-            f'pipe.load_textual_inversion("{stem}{PULL_SUFFIXES["diffusers"]}", token="{trigger}")\n'
+            f"# pseudoword pull {record.id} --format diffusers\n"
+            f'pipe.load_textual_inversion("{diffusers_file}", token="{trigger}")\n'
             f"image = pipe({where}).images[0]"
         )
-    return {"embeddings": [entry], "pull": f"pseudoword pull {record['id']}", "diffusers": diffusers}
+    return {"embeddings": [entry], "pull": f"pseudoword pull {record.id}", "diffusers": diffusers}
 
 
 @app.command()
@@ -334,55 +359,26 @@ def show(
     """Show a model: the version asked for (else the latest), all versions, hashes, usage."""
     parsed = parse_cli_ref(ref)
     with open_client(registry, None) as client:
-        if isinstance(parsed, HashRef):
-            record = client.by_hash(str(parsed))
-            model = client.get_model(record["source"], record["model"])
-        else:
-            model = client.get_model(parsed.source, parsed.model)
-            record = pick_version(model, parsed)
-    if isinstance(parsed, ModelRef) and parsed.ecosystem and record.get("architecture") != parsed.ecosystem:
-        raise ArchitectureMismatch(f"{ref} asks for {parsed.ecosystem} but {record['id']} is {record.get('architecture')}")
-    versions = model.get("versions") or []
+        model, record = client.version_meant(parsed)
     usage = usage_snippet(record)
     if json:
-        print_json({**record, "versions": versions, "usage": usage})
+        print_json({**record.to_wire(), "versions": [v.to_wire() for v in model.versions], "usage": usage})
         return
-    plain(f"{model.get('id', record['id'])}" + (f" — {record['title']}" if record.get("title") else ""))
-    if record.get("description"):
-        plain(record["description"])
+    plain(model.id + (f" — {record.title}" if record.title else ""))
+    if record.description:
+        plain(record.description)
     print_table(record_table(record))
     table = Table("Version", "Created", "Kind", "sha256", "Downloads", "Yanked", title="Versions", title_justify="left")
-    for item in versions:
-        yanked = f"yes: {item.get('yanked_reason') or ''}".strip() if item.get("yanked") else ""
-        mark = " *" if item.get("id") == record.get("id") else ""
+    for item in model.versions:
+        yanked = f"yes: {item.yanked_reason or ''}".strip() if item.yanked else ""
+        mark = " *" if item.id == record.id else ""
         table.add_row(*(Text(str(value)) for value in (
-            f"{item.get('version')}{mark}", item.get("created_at", ""), item.get("kind"),
-            str(item.get("sha256", ""))[:16], item.get("downloads", 0), yanked)))
+            f"{item.version}{mark}", item.created_at or "", item.kind, item.sha256[:16], item.downloads or 0, yanked)))
     print_table(table)
     plain("\nUse in a request's embeddings:")
     plain(jsonlib.dumps(usage["embeddings"][0]))
     plain("\nWith diffusers:")
     plain(usage["diffusers"])
-
-
-def pick_version(model: dict[str, Any], ref: ModelRef) -> dict[str, Any]:
-    """The version record a model reference asks for, from a `GET /embeddings/{source}/{model}`."""
-    versions = model.get("versions") or []
-    if ref.version is not None:
-        for item in versions:
-            if str(item.get("version")) == ref.version:
-                return item
-        raise RemoteNotFound(f"{ref} not found: {ref.model_id} has no version {ref.version!r}",
-                             {"ref": str(ref), "versions": [v.get("version") for v in versions]})
-    latest = model.get("latest")
-    if isinstance(latest, dict):
-        return latest
-    for item in versions:
-        if latest is not None and str(item.get("version")) == str(latest):
-            return item
-    if versions:  # every version yanked: show the newest, marked yanked
-        return versions[0]
-    raise RemoteNotFound(f"{ref} has no versions", {"ref": str(ref)})
 
 
 # -- pull --------------------------------------------------------------------------------------
@@ -395,6 +391,7 @@ def pull(
     to: Annotated[Path, typer.Option("--to", help="Folder to write into (e.g. A1111's or ComfyUI's embeddings folder).")] = Path("."),
     format: Annotated[PullFormat, typer.Option("--format", help="safetensors (canonical), a1111 (.pt) or diffusers.")] = PullFormat.safetensors,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Resolver cache (else PSEUDOWORD_CACHE or ~/.cache/pseudoword).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a different file of the same name.")] = False,
     json: JsonOpt = False,
     registry: RegistryOpt = None,
     token: TokenOpt = None,
@@ -402,50 +399,37 @@ def pull(
     """Download an embedding through the verified cache, named for A1111 and ComfyUI.
 
     Writes <trigger>.safetensors (canonical), <trigger>.pt (a1111) or
-    <trigger>.diffusers.safetensors (diffusers, for load_textual_inversion)."""
-    from pseudoword.runtime.cache import atomic_write
+    <trigger>.diffusers.safetensors (diffusers, for load_textual_inversion). The same file already
+    there is left alone; a different file of that name is kept unless --force."""
+    from pseudoword.runtime.pull import pull as pull_into
     from pseudoword.runtime.resolver import Resolver
 
     parse_cli_ref(ref)
     with open_client(registry, token) as client, Resolver(client, cache_dir=cache_dir) as resolver:
-        resolved = resolver.resolve([ref])[0]
-    canonical = resolved.read_bytes()  # checked against the record's sha256 again
-    if format is PullFormat.safetensors:
-        data = canonical
-    else:
-        data = export_bytes(read_embedding(canonical, filename=resolved.path.name), format.value, resolved.trigger)
-    to.mkdir(parents=True, exist_ok=True)
-    target = to / f"{safe_filename(resolved.trigger)}{PULL_SUFFIXES[format.value]}"
-    atomic_write(target, data)
+        pulled = pull_into(resolver, ref, to, format=format.value, force=force)
     with open_client(registry, token) as client:  # NAME.preview.png beside it, as A1111 and ComfyUI look for
         from pseudoword.cli.preview_cmd import write_preview
 
-        preview_file = write_preview(client, resolved.id, target)
-    import hashlib
-
-    summary = {
-        "ref": ref, "id": resolved.id, "path": str(target), "format": format.value, "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(), "canonical_sha256": resolved.sha256,
-        "trigger": resolved.trigger, "architecture": resolved.architecture, "kind": resolved.kind,
-        "yanked": bool(resolved.record.get("yanked")), "preview": str(preview_file) if preview_file else None,
-    }
+        preview_file = write_preview(client, pulled.id, pulled.path)
     if json:
-        print_json(summary)
+        print_json({**pulled.to_dict(), "preview": str(preview_file) if preview_file else None})
         return
-    if summary["yanked"]:
-        err_console.print(f"warning: {resolved.id} is yanked: {resolved.record.get('yanked_reason') or 'no reason given'}",
+    if pulled.yanked:
+        err_console.print(f"warning: {pulled.id} is yanked: {pulled.yanked_reason or 'no reason given'}",
                           markup=False, highlight=False)
-    plain(f"pulled {resolved.id} -> {target} ({format.value}, {len(data)} bytes, verified sha256 {resolved.sha256})")
+    verb = {"written": "pulled", "replaced": "pulled (replaced)", "unchanged": "already there"}[pulled.action]
+    plain(f"{verb} {pulled.id} -> {pulled.path} ({pulled.format}, {pulled.size} bytes, verified sha256 "
+          f"{pulled.canonical_sha256})")
 
 
 # -- yank / unyank -----------------------------------------------------------------------------
 
 
-def _yank_output(record: dict[str, Any] | None, ref: str, json: bool, done: str) -> None:
+def _yank_output(record: VersionRecord | None, ref: str, json: bool, done: str) -> None:
     if json:
-        print_json(record or {"id": ref})
+        print_json(record.to_wire() if record else {"id": ref})
     else:
-        plain(f"{done} {record.get('id', ref) if record else ref}")
+        plain(f"{done} {record.id if record else ref}")
 
 
 @app.command()
@@ -488,8 +472,11 @@ def login(
     registry: RegistryOpt = None,
     token: Annotated[str | None, typer.Option("--token", help="The token (else prompted for, or read from stdin).",
                                               show_default=False)] = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Ask the registry whether the token works "
+                                                                   "before saving it.")] = True,
 ) -> None:
-    """Save a token for a registry in the user's config (mode 0600) and make it the default."""
+    """Check a token against a registry, save it in the user's config (mode 0600) and make that
+    registry the default."""
     url = config.registry_url(registry)
     if token is None:
         if sys.stdin.isatty():
@@ -499,17 +486,24 @@ def login(
     token = (token or "").strip()
     if not token:
         raise usage_error("no token given")
+    scope = ""
+    if check:
+        with open_client(url, token) as client:
+            who = client.whoami()  # RegistryUnreachable / Unauthorized: one line, nothing saved
+        scope = " (admin)" if who.get("admin") else f" (may publish to {who.get('source')})"
     path = config.save_login(url, token)
-    plain(f"saved the token for {url} in {path}")
+    plain(f"saved the token for {url}{scope} in {path}")
 
 
 @app.command()
 @handle_errors
 def logout(registry: RegistryOpt = None) -> None:
-    """Forget the token saved for a registry."""
+    """Forget the token saved for a registry; the default registry goes back to
+    PSEUDOWORD_REGISTRY or http://127.0.0.1:8000 when it was this one."""
     url = config.registry_url(registry)
     removed = config.remove_login(url)
-    plain(f"removed the token for {url}" if removed else f"no token saved for {url}")
+    plain(f"logged out of {url}; the default registry is now {config.registry_url()}" if removed
+          else f"no token saved for {url}")
 
 
 # -- lock --------------------------------------------------------------------------------------
@@ -525,7 +519,7 @@ def lock(
     token: TokenOpt = None,
 ) -> None:
     """Pin every embedding reference of a request to an exact version and SHA-256."""
-    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.registry.core.files import atomic_write
     from pseudoword.runtime.lock import build_lock, default_lock_path, refs_in_request
     from pseudoword.runtime.resolver import Resolver
 

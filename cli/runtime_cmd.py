@@ -119,7 +119,7 @@ def generate(
     the digests of the embeddings used (same request and seed -> the same bytes)."""
     import dataclasses
 
-    from pseudoword.runtime.cache import atomic_write
+    from pseudoword.registry.core.files import atomic_write
     from pseudoword.runtime.generation import generate as run_generate
     from pseudoword.runtime.generation import parse_request
     from pseudoword.runtime.lock import default_lock_path
@@ -187,8 +187,9 @@ def demo_pipeline(
                                               show_default=False)],
     arch: Annotated[Architecture, typer.Option("--arch", help="Which Stable Diffusion shape.")] = Architecture.sd1,
     tokenizer: Annotated[Path | None, typer.Option(
-        "--tokenizer", help="A directory with CLIP's tokenizer files (vocab.json, merges.txt); default: the one "
-                            "shipped with pseudoword.", show_default=False)] = None,
+        "--tokenizer", help="A directory with CLIP's tokenizer files (vocab.json, merges.txt); default: "
+                            "PSEUDOWORD_CLIP_TOKENIZER, else openai/clip-vit-large-patch14 in the Hugging Face "
+                            "cache.", show_default=False)] = None,
     layers: Annotated[int, typer.Option("--layers", min=1, max=32, help="Text-encoder layers.")] = 2,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
@@ -199,9 +200,6 @@ def demo_pipeline(
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InvalidRequest(f"{directory} exists and is not an empty directory; give a new one",
                              {"path": str(directory)})
-    if tokenizer is not None and not (tokenizer / "vocab.json").is_file():
-        raise InvalidRequest(f"{tokenizer} has no vocab.json: give a directory with CLIP's tokenizer files",
-                             {"path": str(tokenizer)})
     _quiet_libraries()
     pipe = build(arch.value, tokenizer_dir=tokenizer, layers=layers)
     pipe.save_pretrained(directory, safe_serialization=True)

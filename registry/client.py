@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ from urllib.parse import quote
 
 import httpx
 
+from pseudoword.registry.core.env import DEFAULT_REGISTRY, registry_token, registry_url
 from pseudoword.registry.core.errors import (
+    ArchitectureMismatch,
     IntegrityError,
     PseudowordError,
     RegistryUnreachable,
@@ -27,29 +28,34 @@ from pseudoword.registry.core.errors import (
     error_for_code,
     error_for_status,
 )
-from pseudoword.registry.core.refs import ModelRef, parse_model_ref
+from pseudoword.registry.core.files import atomic_write
+from pseudoword.registry.core.limits import MAX_RESOLVE_REFS, MAX_SEARCH_PAGE
+from pseudoword.registry.core.record import ModelRecord, ResolveAnswer, VersionRecord
+from pseudoword.registry.core.refs import HashRef, ModelRef, Ref, parse_model_ref, parse_ref
+from pseudoword.registry.core.versions import latest_version, newest_first
 
-DEFAULT_REGISTRY = "http://127.0.0.1:8000"
 API = "/api/v1"
+
 Progress = Callable[[int, int], None]
 _CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
 class PublishResult:
-    record: dict[str, Any]
+    record: VersionRecord
     created: bool  # False when the same ID and content were already published (a no-op)
 
 
 def default_registry_url() -> str:
-    return os.environ.get("PSEUDOWORD_REGISTRY") or DEFAULT_REGISTRY
+    """``PSEUDOWORD_REGISTRY``, else ``DEFAULT_REGISTRY`` (one rule: ``core/env.py``)."""
+    return registry_url()
 
 
 class RegistryClient:
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = (url or default_registry_url()).rstrip("/")
-        token = token if token is not None else os.environ.get("PSEUDOWORD_TOKEN")
+        token = token if token is not None else registry_token()
         headers = {"User-Agent": "pseudoword-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -86,7 +92,7 @@ class RegistryClient:
             request.stream = _ProgressStream(request.stream, int(request.headers.get("content-length", len(data))),
                                              progress)
         response = self._send(request)
-        return PublishResult(record=response.json(), created=response.status_code == 201)
+        return PublishResult(record=VersionRecord.from_wire(response.json()), created=response.status_code == 201)
 
     def search(self, q: str | None = None, *, architecture: str | None = None, kind: str | None = None,
                tag: str | None = None, source: str | None = None, sort: str = "relevance", limit: int = 20,
@@ -95,19 +101,56 @@ class RegistryClient:
                   "sort": sort, "limit": limit, "cursor": cursor}
         return self._json("GET", f"{API}/embeddings", params={k: v for k, v in params.items() if v is not None})
 
-    def get_model(self, source: str, model: str) -> dict[str, Any]:
-        return self._json("GET", f"{API}/embeddings/{_seg(source)}/{_seg(model)}")
+    def iter_search(self, q: str | None = None, *, limit: int | None = None, cursor: str | None = None,
+                    page_size: int | None = None, **filters: Any) -> SearchPages:
+        """Every result of a search (at most ``limit``), page after page; ``next_cursor`` on the
+        returned iterator says where a later call would go on (None when the results ran out)."""
+        return SearchPages(self, q, limit, cursor, page_size, filters)
 
-    def get_version(self, ref: str) -> dict[str, Any]:
+    def get_model(self, source: str, model: str) -> ModelRecord:
+        return ModelRecord.from_wire(self._json("GET", f"{API}/embeddings/{_seg(source)}/{_seg(model)}"))
+
+    def get_version(self, ref: str) -> VersionRecord:
         parsed = parse_model_ref(ref, require_version=True)
-        return self._json("GET", _version_path(parsed))
+        return VersionRecord.from_wire(self._json("GET", _version_path(parsed)))
 
-    def resolve(self, refs: list[str]) -> list[dict[str, Any]]:
-        """One round trip for many refs: a ``{"ref", "record"}`` or ``{"ref", "error"}`` per ref."""
-        return self._json("POST", f"{API}/resolve", json={"refs": list(refs)})["results"]
+    def version_meant(self, ref: str | Ref) -> tuple[ModelRecord, VersionRecord]:
+        """Which version a reference means, with its model (all versions): a hash's version; a
+        pinned version (yanked or not); else the newest not yanked (``core/versions.py``), or, when
+        every version is yanked, the newest, marked yanked (to show, where resolve refuses)."""
+        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        if isinstance(parsed, HashRef):
+            found = self.by_hash(str(parsed))
+            return self.get_model(found.source, found.model), found
+        model = self.get_model(parsed.source, parsed.model)
+        versions = model.versions
+        record: VersionRecord | None
+        if parsed.version is not None:
+            record = next((v for v in versions if v.version == parsed.version), None)
+            if record is None:
+                raise RemoteNotFound(f"{parsed} not found: {parsed.model_id} has no version {parsed.version!r}",
+                                     {"ref": str(parsed), "versions": [v.version for v in versions]})
+        else:
+            record = latest_version(versions) or (max(versions, key=newest_first) if versions else None)
+            if record is None:
+                raise RemoteNotFound(f"{parsed} has no versions", {"ref": str(parsed)})
+        if parsed.ecosystem and record.architecture != parsed.ecosystem:
+            raise ArchitectureMismatch(f"{ref} asks for {parsed.ecosystem} but {record.id} is {record.architecture}",
+                                       {"requested": parsed.ecosystem, "stored": record.architecture})
+        return model, record
 
-    def by_hash(self, digest: str) -> dict[str, Any]:
-        return self._json("GET", f"{API}/by-hash/{_seg(digest)}")
+    def resolve(self, refs: Sequence[str]) -> list[ResolveAnswer]:
+        """A record or an error per ref, in order: one round trip per ``MAX_RESOLVE_REFS`` refs
+        (the most one request may carry)."""
+        refs = list(refs)
+        results: list[ResolveAnswer] = []
+        for start in range(0, len(refs), MAX_RESOLVE_REFS):
+            page = self._json("POST", f"{API}/resolve", json={"refs": refs[start : start + MAX_RESOLVE_REFS]})
+            results += [ResolveAnswer.from_wire(item) for item in page["results"]]
+        return results
+
+    def by_hash(self, digest: str) -> VersionRecord:
+        return VersionRecord.from_wire(self._json("GET", f"{API}/by-hash/{_seg(digest)}"))
 
     def add_previews(self, ref: str, previews: list[Path] | list[tuple[str, bytes]]) -> list[dict[str, Any]]:
         """Attach preview images to a published version (its publisher's token)."""
@@ -119,13 +162,13 @@ class RegistryClient:
         response = self._send(self._http.build_request("GET", url))
         return response.content
 
-    def yank(self, ref: str, reason: str) -> dict[str, Any]:
+    def yank(self, ref: str, reason: str) -> VersionRecord:
         parsed = parse_model_ref(ref, require_version=True)
-        return self._json("POST", f"{_version_path(parsed)}/yank", json={"reason": reason})
+        return VersionRecord.from_wire(self._json("POST", f"{_version_path(parsed)}/yank", json={"reason": reason}))
 
-    def unyank(self, ref: str) -> dict[str, Any]:
+    def unyank(self, ref: str) -> VersionRecord:
         parsed = parse_model_ref(ref, require_version=True)
-        return self._json("DELETE", f"{_version_path(parsed)}/yank")
+        return VersionRecord.from_wire(self._json("DELETE", f"{_version_path(parsed)}/yank"))
 
     # -- blobs ------------------------------------------------------------------------------------
 
@@ -138,15 +181,7 @@ class RegistryClient:
 
     def download_to(self, sha256: str, path: Path, *, version: str | None = None, format: str = "safetensors",
                     progress: Progress | None = None) -> Path:
-        tmp = path.with_name(f".{path.name}.part")
-        try:
-            with tmp.open("wb") as out:
-                for chunk in self._download_chunks(sha256, version, format, progress):
-                    out.write(chunk)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return atomic_write(path, self._download_chunks(sha256, version, format, progress))
 
     def _download_chunks(self, sha256: str, version: str | None, fmt: str,
                          progress: Progress | None) -> Iterator[bytes]:
@@ -190,6 +225,10 @@ class RegistryClient:
     def revoke_token(self, token_id: int | str) -> dict[str, Any]:
         return self._json("DELETE", f"{API}/tokens/{_seg(str(token_id))}")
 
+    def whoami(self) -> dict[str, Any]:
+        """The token's scope (``token_id``, ``source``, ``admin``); ``Unauthorized`` for a bad token."""
+        return self._json("GET", f"{API}/whoami")
+
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/healthz")
 
@@ -221,8 +260,30 @@ class RegistryClient:
         cls = error_for_code(code)
         error = cls(message, detail) if cls is not PseudowordError else PseudowordError(message, detail)
         if cls is PseudowordError:
-            error.code = code  # type: ignore[misc] - keep an unknown server code visible
+            error.code = code  # type: ignore[misc]  # keep an unknown server code visible
         raise error
+
+
+class SearchPages:
+    """Iterates search results across pages; ``next_cursor`` is where it stopped."""
+
+    def __init__(self, client: RegistryClient, q: str | None, limit: int | None, cursor: str | None,
+                 page_size: int | None, filters: dict[str, Any]) -> None:
+        self._client, self._q, self._limit, self._filters = client, q, limit, filters
+        self._page_size = max(1, min(page_size or MAX_SEARCH_PAGE, MAX_SEARCH_PAGE))
+        self.next_cursor = cursor
+
+    def __iter__(self) -> Iterator[VersionRecord]:
+        given = 0
+        while self._limit is None or given < self._limit:
+            want = self._page_size if self._limit is None else min(self._page_size, self._limit - given)
+            page = self._client.search(self._q, limit=want, cursor=self.next_cursor, **self._filters)
+            items = page.get("items") or []
+            self.next_cursor = page.get("next_cursor")
+            yield from (VersionRecord.from_wire(item) for item in items)
+            given += len(items)
+            if not self.next_cursor or not items:
+                return
 
 
 class _ProgressStream(httpx.SyncByteStream):
@@ -255,4 +316,5 @@ def _version_path(ref: ModelRef) -> str:
     return f"{API}/embeddings/{_seg(ref.source)}/{_seg(ref.model)}/{_seg(ref.version or '')}"
 
 
-__all__ = ["PublishResult", "RegistryClient", "RemoteNotFound", "default_registry_url"]
+__all__ = ["DEFAULT_REGISTRY", "ModelRecord", "PublishResult", "RegistryClient", "RemoteNotFound", "ResolveAnswer",
+           "VersionRecord", "default_registry_url"]

@@ -6,6 +6,11 @@
 
 from __future__ import annotations
 
+# Installed as `pseudoword.runtime`; the folder `runtime/` imported by its own name (from the repository root)
+# would be a second copy whose exception classes the real ones do not catch.
+if __name__ != "pseudoword.runtime":
+    raise ImportError(f"import pseudoword.runtime, not {__name__} (the folder runtime/ is installed as pseudoword.runtime)")
+
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,7 +27,6 @@ _WHERE = {
     "generate": "pseudoword.runtime.generation",
     "Resolver": "pseudoword.runtime.resolver",
 }
-
 
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)

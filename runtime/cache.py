@@ -17,40 +17,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock
 
-from pseudoword.registry.core.errors import IntegrityError
+from pseudoword.registry.core.errors import IntegrityError, InvalidResponse
+from pseudoword.registry.core.files import atomic_write
+from pseudoword.registry.core.hashes import HASH_LENGTHS
+from pseudoword.registry.core.record import VersionRecord
+from pseudoword.runtime.settings import default_cache_dir
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Hex digits of each hash reference: the community short hashes are SHA-256 prefixes.
-HASH_LENGTHS: dict[str, int] = {"sha256": 64, "autov2": 10, "a1111": 12}
 
 
-def record_hashes(record: dict[str, Any]) -> dict[str, set[str]]:
+def record_hashes(record: VersionRecord) -> dict[str, set[str]]:
     """Every hash reference that names ``record``: SHA-256 and short hashes of both the stored
     canonical file and the original upload (as the registry resolves them)."""
-    digests = [d for d in (record.get("sha256"), record.get("original_sha256")) if isinstance(d, str) and _HEX64.match(d)]
+    digests = [d for d in (record.sha256, record.original_sha256) if isinstance(d, str) and _HEX64.match(d)]
     out = {algo: {d[:length] for d in digests} for algo, length in HASH_LENGTHS.items()}
-    for algo, name in (("autov2", "autov2"), ("a1111", "a1111_hash")):
-        if isinstance(record.get(name), str):
-            out[algo].add(record[name].lower())
+    for algo, value in (("autov2", record.autov2), ("a1111", record.a1111_hash)):
+        if isinstance(value, str):
+            out[algo].add(value.lower())
     return out
-
-
-def default_cache_dir() -> Path:
-    """``PSEUDOWORD_CACHE``, else ``$XDG_CACHE_HOME/pseudoword``, else ``~/.cache/pseudoword``."""
-    if env := os.environ.get("PSEUDOWORD_CACHE"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "pseudoword"
 
 
 def sha256_file(path: Path) -> str:
@@ -59,23 +51,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -171,17 +146,17 @@ class Cache:
                 raise ValueError(f"unsafe name for the cache: {part!r}")
         return self.root / "refs" / source / model / f"{version}.json"
 
-    def put_record(self, record: dict[str, Any]) -> None:
+    def put_record(self, record: VersionRecord) -> None:
         """Remember a version record (and the hashes that point to it) for offline use."""
-        source, model, version = record["source"], record["model"], str(record["version"])
-        data = json.dumps(record, sort_keys=True, indent=1).encode()
+        source, model, version = record.source, record.model, record.version
+        data = json.dumps(record.to_wire(), sort_keys=True, indent=1).encode()
         _write_if_changed(self._record_path(source, model, version), data)
         for algo, values in record_hashes(record).items():
             for value in values:
                 if re.fullmatch(r"[0-9a-f]+", value) and len(value) == HASH_LENGTHS[algo]:
-                    _write_if_changed(self.root / "refs" / "by-hash" / algo / value, record["id"].encode())
+                    _write_if_changed(self.root / "refs" / "by-hash" / algo / value, record.id.encode())
 
-    def get_record(self, source: str, model: str, version: str) -> dict[str, Any] | None:
+    def get_record(self, source: str, model: str, version: str) -> VersionRecord | None:
         try:
             path = self._record_path(source, model, version)
         except ValueError:
@@ -189,11 +164,11 @@ class Cache:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+            return VersionRecord.from_wire(json.loads(path.read_text()))
+        except (OSError, ValueError, InvalidResponse):
+            return None  # unreadable or from an older layout: asked of the registry again
 
-    def records_of(self, source: str, model: str) -> Iterator[dict[str, Any]]:
+    def records_of(self, source: str, model: str) -> Iterator[VersionRecord]:
         """Every cached record of one model, in no particular order."""
         try:
             folder = self._record_path(source, model, "x").parent
@@ -206,7 +181,7 @@ class Cache:
             if record is not None:
                 yield record
 
-    def record_for_hash(self, algo: str, value: str) -> dict[str, Any] | None:
+    def record_for_hash(self, algo: str, value: str) -> VersionRecord | None:
         """The cached record a hash reference names (checked against the record's own hashes)."""
         if HASH_LENGTHS.get(algo) != len(value) or not re.fullmatch(r"[0-9a-f]+", value):
             return None

@@ -19,7 +19,6 @@ about 0.23 MiB in float32, an SDXL chunk about 0.6 MiB.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from typing import Any
 
 import torch
 
-DEFAULT_MIB = 64
+from pseudoword.runtime.settings import conditioning_cache_mib
 
 
 @dataclass(frozen=True)
@@ -56,10 +55,18 @@ class _Entry:
 class ConditioningCache:
     """Thread-safe LRU of ``EncodedSide`` values, at most ``max_bytes`` in all (0: off)."""
 
+    _max_bytes: int | None
+
+    @property
+    def max_bytes(self) -> int:
+        if self._max_bytes is None:
+            self._max_bytes = max(0, conditioning_cache_mib() * 1024 * 1024)
+        return self._max_bytes
+
     def __init__(self, max_bytes: int | None = None) -> None:
-        if max_bytes is None:
-            max_bytes = _env_mib() * 1024 * 1024
-        self.max_bytes = max(0, max_bytes)
+        # None: PSEUDOWORD_CONDITIONING_CACHE, read on first use (the process-wide cache below is
+        # made at import, when the settings need not be final yet).
+        self._max_bytes = None if max_bytes is None else max(0, max_bytes)
         self._items: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -110,16 +117,6 @@ class ConditioningCache:
         with self._lock:
             self._items.clear()
             self._bytes = 0
-
-
-def _env_mib() -> int:
-    raw = os.environ.get("PSEUDOWORD_CONDITIONING_CACHE", "").strip()
-    if not raw:
-        return DEFAULT_MIB
-    if not raw.isdigit():
-        raise ValueError(f"PSEUDOWORD_CONDITIONING_CACHE must be a whole number of MiB (0 turns the "
-                         f"cache off), got {raw!r}")
-    return int(raw)
 
 
 #: The process-wide cache ``encode`` uses unless given another.

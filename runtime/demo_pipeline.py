@@ -2,8 +2,9 @@
 
 No hub is needed: the text encoders are random but have the real widths and shapes (CLIP-L 768,
 OpenCLIP-H 1024, OpenCLIP-bigG 1280 with its 1280 projection), so real embedding files apply to
-them; the tokenizer is CLIP's real one (shipped with the package, or a directory given); UNet
-and VAE are tiny. The images are noise, but every step a real pipeline takes runs: prompt
+them; the tokenizer is CLIP's real one, from a directory given (``--tokenizer DIR``), else
+``PSEUDOWORD_CLIP_TOKENIZER``, else ``openai/clip-vit-large-patch14`` in the Hugging Face cache
+(never downloaded here; pseudoword ships no copy); UNet and VAE are tiny. The images are noise, but every step a real pipeline takes runs: prompt
 syntax, embeddings, schedulers, clip skip, PNG metadata.
 
 Sizes: the VAE downsamples by 8, as Stable Diffusion's does, and the UNet attends only at its
@@ -18,8 +19,8 @@ from typing import Any
 
 import torch
 
-#: The CLIP tokenizer files shipped with the package (see its LICENSE).
-TOKENIZER_DIR = Path(__file__).resolve().parent / "clip_tokenizer"
+#: Where CLIP's tokenizer is found when no directory is given and PSEUDOWORD_CLIP_TOKENIZER is unset.
+HUB_TOKENIZER = "openai/clip-vit-large-patch14"
 VOCAB = 49408
 BOS, EOS = 49406, 49407
 ARCHITECTURES = ("sd1", "sd2", "sdxl")
@@ -117,12 +118,28 @@ def _scheduler() -> Any:
 
 
 def tokenizer(directory: Path | str | None = None, *, pad: str | None = None) -> Any:
-    """CLIP's tokenizer from ``directory`` (default: the one shipped with the package);
-    ``pad="!"`` makes SD 2.x's / SDXL's second tokenizer from the same vocabulary."""
+    """CLIP's tokenizer from ``directory``, else ``PSEUDOWORD_CLIP_TOKENIZER``, else the Hugging Face
+    cache (offline); ``pad="!"`` makes SD 2.x's / SDXL's second tokenizer from the same vocabulary."""
     from transformers import CLIPTokenizer
 
-    extra = {"pad_token": pad} if pad is not None else {}
-    return CLIPTokenizer.from_pretrained(str(directory or TOKENIZER_DIR), **extra)
+    from pseudoword.registry.core.errors import InvalidRequest
+    from pseudoword.runtime.settings import clip_tokenizer_dir
+
+    extra: dict[str, Any] = {"pad_token": pad} if pad is not None else {}
+    directory = directory or clip_tokenizer_dir()
+    if directory is not None:
+        if not (Path(directory) / "vocab.json").is_file():
+            raise InvalidRequest(f"{directory} has no vocab.json: give a directory with CLIP's tokenizer files",
+                                 {"path": str(directory)})
+        return CLIPTokenizer.from_pretrained(str(directory), **extra)
+    from huggingface_hub import try_to_load_from_cache
+
+    # Asked of the cache file by file: transformers builds an empty tokenizer for a missing repo.
+    vocab, merges = (try_to_load_from_cache(HUB_TOKENIZER, name) for name in ("vocab.json", "merges.txt"))
+    if not (isinstance(vocab, str) and isinstance(merges, str)):
+        raise InvalidRequest(f"no CLIP tokenizer: pass --tokenizer DIR (vocab.json, merges.txt), set "
+                             f"PSEUDOWORD_CLIP_TOKENIZER, or have {HUB_TOKENIZER} in the Hugging Face cache")
+    return CLIPTokenizer.from_pretrained(str(Path(vocab).parent), **extra)
 
 
 def _tokenizer_2(directory: Path | str | None) -> Any:

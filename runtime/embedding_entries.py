@@ -27,6 +27,7 @@ import torch
 
 from pseudoword.registry.core import DEFAULT_LIMITS, read_embedding
 from pseudoword.registry.core.errors import InvalidRequest, InvalidWeight, LocalNotFound, TooLarge
+from pseudoword.registry.core.hashes import a1111_hash
 from pseudoword.registry.core.triggers import MAX_TRIGGER_CHARS, aliases_for, triggers_from
 from pseudoword.runtime.placement import Placement
 from pseudoword.runtime.text_stack import ARCH_DESCRIPTIONS, TextStack
@@ -267,7 +268,7 @@ def _from_path(entry: EmbeddingEntry, stack: TextStack, cache: VectorCache,
     applied = AppliedEmbedding(
         label=str(entry.path), trigger=trigger, weight=_default_weight(entry, None),
         architecture=vectors.architecture, num_vectors=vectors.num_vectors, path=str(entry.path),
-        sha256=vectors.sha256, a1111_hash=vectors.sha256[:12] if vectors.sha256 else None,
+        sha256=vectors.sha256, a1111_hash=a1111_hash(vectors.sha256) if vectors.sha256 else None,
     )
     return LoadedEmbedding(applied, vectors, aliases)
 

@@ -4,7 +4,7 @@
 
     {
       "lockfile_version": 1,
-      "registry": "http://127.0.0.1:8000",
+      "registry": "https://registry.example",
       "pins": {
         "civitai:7808": {"id": "civitai:7808@9208", "sha256": "<64 hex>", "architecture": "sd1",
                          "trigger": "easynegative", "air": "urn:air:sd1:embedding:civitai:7808@9208"}
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pseudoword.registry.core.errors import InvalidRequest
+from pseudoword.registry.core.record import VersionRecord
 
 LOCKFILE_VERSION = 1
 
@@ -74,15 +75,15 @@ def default_lock_path(request_path: Path) -> Path:
     return request_path.with_name(f"{request_path.stem}.lock.json")
 
 
-def build_lock(records: Iterable[tuple[str, dict[str, Any]]], registry: str | None) -> dict[str, Any]:
+def build_lock(records: Iterable[tuple[str, VersionRecord]], registry: str | None) -> dict[str, Any]:
     """The lockfile document for ``(ref as written, version record)`` pairs."""
     pins = {
         ref: Pin(
-            id=record["id"],
-            sha256=record["sha256"],
-            architecture=record.get("architecture"),
-            trigger=record.get("trigger"),
-            air=record.get("air"),
+            id=record.id,
+            sha256=record.sha256,
+            architecture=record.architecture,
+            trigger=record.trigger,
+            air=record.air,
         ).to_dict()
         for ref, record in records
     }

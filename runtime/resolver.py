@@ -21,9 +21,9 @@ references it does not list resolve normally.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +39,9 @@ from pseudoword.registry.core.errors import (
     RegistryUnreachable,
     error_for_code,
 )
+from pseudoword.registry.core.record import ResolveAnswer, VersionRecord
+from pseudoword.registry.core.versions import latest_version
+from pseudoword.runtime import settings
 from pseudoword.runtime.cache import Cache
 from pseudoword.runtime.lock import Pin, load_pins
 
@@ -50,41 +53,33 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Most references one ``POST /resolve`` may carry (the service's limit).
-RESOLVE_BATCH = 256
-
-
-def offline_from_env() -> bool:
-    return os.environ.get("PSEUDOWORD_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 @dataclass(frozen=True)
 class ResolvedEmbedding:
     """A reference resolved to a version record and its verified canonical file in the cache."""
 
     ref: str  # the reference as asked
-    record: dict[str, Any] = field(repr=False)
+    record: VersionRecord = field(repr=False)
     path: Path
 
     @property
     def id(self) -> str:
-        return self.record["id"]
+        return self.record.id
 
     @property
     def sha256(self) -> str:
-        return self.record["sha256"]
+        return self.record.sha256
 
     @property
     def trigger(self) -> str:
-        return self.record.get("trigger") or self.record["model"]
+        return self.record.call_word
 
     @property
     def architecture(self) -> str:
-        return self.record["architecture"]
+        return self.record.architecture
 
     @property
     def kind(self) -> str:
-        return self.record.get("kind") or "positive"
+        return self.record.kind
 
     def read_bytes(self) -> bytes:
         """The file's bytes, checked again against the record's SHA-256 (the cache may have been
@@ -114,7 +109,7 @@ class _Job:
     parsed: Any  # ModelRef | HashRef of target
     ecosystem: str | None  # the architecture an AIR asked for
     pin: Pin | None
-    record: dict[str, Any] | None = None
+    record: VersionRecord | None = None
     from_registry: bool = False  # the record is fresh from the registry (worth caching)
     path: Path | None = None
     error: PseudowordError | None = None
@@ -131,6 +126,16 @@ def _outcomes(jobs: list[_Job], raise_errors: bool, value: Callable[[_Job], T]) 
         else:
             out.append(value(job))
     return out
+
+
+def _resolved(job: _Job) -> ResolvedEmbedding:
+    assert job.record is not None and job.path is not None
+    return ResolvedEmbedding(ref=job.ref, record=job.record, path=job.path)
+
+
+def _record(job: _Job) -> VersionRecord:
+    assert job.record is not None
+    return job.record
 
 
 def _named(ref: str, exc: PseudowordError) -> PseudowordError:
@@ -161,7 +166,7 @@ class Resolver:
         token: str | None = None,
     ) -> None:
         self.cache = Cache(cache_dir)
-        self.offline = offline_from_env() if offline is None else offline
+        self.offline = settings.offline() if offline is None else offline
         if isinstance(lockfile, str):
             lockfile = Path(lockfile)
         self.pins: dict[str, Pin] = load_pins(lockfile) if lockfile is not None else {}
@@ -209,12 +214,12 @@ class Resolver:
         its place instead of stopping the batch."""
         jobs = self._lookup(refs, raise_errors=raise_errors)
         self._fetch_blobs(jobs)
-        return _outcomes(jobs, raise_errors, lambda job: ResolvedEmbedding(ref=job.ref, record=job.record, path=job.path))
+        return _outcomes(jobs, raise_errors, _resolved)
 
-    def lookup(self, refs: list[str], *, raise_errors: bool = True) -> list[dict[str, Any] | PseudowordError]:
+    def lookup(self, refs: list[str], *, raise_errors: bool = True) -> list[VersionRecord | PseudowordError]:
         """Version records only (no downloads): what ``pseudoword lock`` pins."""
         jobs = self._lookup(refs, need_blobs=False, raise_errors=raise_errors)
-        return _outcomes(jobs, raise_errors, lambda job: job.record)
+        return _outcomes(jobs, raise_errors, _record)
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -286,7 +291,7 @@ class Resolver:
             job.record = record
             return
         try:
-            path = self.cache.verified_blob(record["sha256"])
+            path = self.cache.verified_blob(record.sha256)
         except IntegrityError as exc:
             if self.offline:
                 job.error = _named(job.ref, exc)
@@ -295,31 +300,26 @@ class Resolver:
             return
         if path is None and self.offline:
             job.error = LocalNotFound(
-                f"{job.ref}: the file of {record['id']} is not in the cache at {self.cache.root} (offline mode)",
-                {"ref": job.ref, "id": record["id"], "cache": str(self.cache.root)},
+                f"{job.ref}: the file of {record.id} is not in the cache at {self.cache.root} (offline mode)",
+                {"ref": job.ref, "id": record.id, "cache": str(self.cache.root)},
             )
             return
         job.record, job.path = record, path  # online, a missing file is downloaded by _fetch_blobs
 
-    def _cached_record(self, job: _Job) -> dict[str, Any] | None:
+    def _cached_record(self, job: _Job) -> VersionRecord | None:
         parsed = job.parsed
         if hasattr(parsed, "algo"):
             return self.cache.record_for_hash(parsed.algo, parsed.value)
         if parsed.version is not None:
             return self.cache.get_record(parsed.source, parsed.model, parsed.version)
-        candidates = [r for r in self.cache.records_of(parsed.source, parsed.model) if not r.get("yanked")]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda r: (str(r.get("created_at") or ""), str(r.get("version"))))
+        return latest_version(self.cache.records_of(parsed.source, parsed.model))
 
     def _ask_registry(self, pending: list[_Job], need_blobs: bool) -> None:
         targets = list(dict.fromkeys(job.target for job in pending))
-        answers: dict[str, dict[str, Any]] = {}
+        answers: dict[str, ResolveAnswer] = {}
         try:
-            for start in range(0, len(targets), RESOLVE_BATCH):
-                chunk = targets[start : start + RESOLVE_BATCH]
-                for target, result in zip(chunk, self.client.resolve(chunk), strict=True):
-                    answers[target] = result
+            for target, result in zip(targets, self.client.resolve(targets), strict=True):
+                answers[target] = result
         except RegistryUnreachable as exc:
             for job in pending:
                 self._from_cache(job, need_blob=need_blobs)
@@ -328,36 +328,36 @@ class Resolver:
                         f"{job.ref}: registry unreachable and nothing cached for it ({exc.message})",
                         {**exc.detail, "ref": job.ref, "cache": str(self.cache.root)},
                     )
-                elif job.path is not None:
-                    log.warning("registry unreachable; serving %s from the cache as %s", job.ref, job.record["id"])
+                elif job.path is not None and job.record is not None:
+                    log.warning("registry unreachable; serving %s from the cache as %s", job.ref, job.record.id)
             return
         for job in pending:
             result = answers[job.target]
-            if result.get("error"):
-                err = result["error"]
+            if result.record is None:
+                err = result.error or {}
                 cls = error_for_code(str(err.get("code", "error")))
                 job.error = _named(job.ref, cls(str(err.get("message", "")), err.get("detail") or {}))
             else:
-                job.record, job.path, job.from_registry = result["record"], None, True
+                job.record, job.path, job.from_registry = result.record, None, True
 
     def _check(self, job: _Job) -> None:
         record = job.record
         assert record is not None
-        if job.ecosystem and record.get("architecture") != job.ecosystem:
+        if job.ecosystem and record.architecture != job.ecosystem:
             job.error = ArchitectureMismatch(
-                f"{job.ref}: asks for architecture {job.ecosystem} but {record['id']} is {record.get('architecture')}",
-                {"ref": job.ref, "expected": job.ecosystem, "actual": record.get("architecture")},
+                f"{job.ref}: asks for architecture {job.ecosystem} but {record.id} is {record.architecture}",
+                {"ref": job.ref, "expected": job.ecosystem, "actual": record.architecture},
             )
-        elif job.pin is not None and record.get("sha256") != job.pin.sha256:
+        elif job.pin is not None and record.sha256 != job.pin.sha256:
             job.error = IntegrityError(
-                f"{job.ref}: the lockfile pins {job.pin.id} to sha256 {job.pin.sha256} but the registry has {record.get('sha256')}",
-                {"ref": job.ref, "expected": job.pin.sha256, "actual": record.get("sha256")},
+                f"{job.ref}: the lockfile pins {job.pin.id} to sha256 {job.pin.sha256} but the registry has {record.sha256}",
+                {"ref": job.ref, "expected": job.pin.sha256, "actual": record.sha256},
             )
         elif job.from_registry:
             try:
                 self.cache.put_record(record)
             except (OSError, ValueError, KeyError) as exc:  # a cache we cannot write still resolves
-                log.warning("could not cache the record of %s: %s", record.get("id"), exc)
+                log.warning("could not cache the record of %s: %s", record.id, exc)
         if job.error is not None:
             job.record = job.path = None
 
@@ -367,11 +367,11 @@ class Resolver:
             if job.error is not None or job.path is not None:
                 continue
             assert job.record is not None
-            digest = job.record["sha256"]
+            digest, version_id = job.record.sha256, job.record.id
             if digest not in fetched:
                 try:
                     fetched[digest] = self.cache.fetch_blob(  # through the version's route: counted for it
-                        digest, lambda d=digest, v=job.record["id"]: self.client.download(d, version=v))
+                        digest, functools.partial(self.client.download, digest, version=version_id))
                 except PseudowordError as exc:
                     fetched[digest] = exc
             result = fetched[digest]

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
+from pseudoword.registry.core.embedding import ARCH_BY_WIDTH
 from pseudoword.registry.core.errors import ArchitectureMismatch, UnsupportedPipeline
 
-WIDTH_TO_ARCH = {768: "sd1", 1024: "sd2"}
 #: How an architecture reads in messages.
 ARCH_DESCRIPTIONS = {
     "sd1": "sd1 (768)",
@@ -124,7 +124,7 @@ def text_stack(pipe: Any) -> TextStack:
         raise _unsupported(pipe, "no CLIP text encoder and tokenizer")
     if not _is_clip(enc1, projection=False):
         raise _unsupported(pipe, f"its text encoder is {_class_name(enc1)}, not CLIP")
-    arch = WIDTH_TO_ARCH.get(_width(enc1))
+    arch = ARCH_BY_WIDTH.get(_width(enc1))
     if arch is None:
         raise _unsupported(pipe, f"its CLIP text encoder is {_width(enc1)} wide (SD 1.x is 768, SD 2.x 1024)")
     return TextStack(arch, (TextSlot(tok1, enc1, "emb_params", _width(enc1), pooled=False, penultimate=False),),

@@ -10,7 +10,6 @@ threads can use them without holding the lock.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-DEFAULT_ENTRIES = int(os.environ.get("PSEUDOWORD_VECTOR_CACHE", "64") or 64)
+from pseudoword.runtime.settings import vector_cache_entries
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,17 @@ class DeviceVectors:
 class VectorCache:
     """Thread-safe LRU of ``DeviceVectors`` (at most ``max_entries``)."""
 
-    def __init__(self, max_entries: int = DEFAULT_ENTRIES) -> None:
-        self.max_entries = max(1, max_entries)
+    _max_entries: int | None
+
+    @property
+    def max_entries(self) -> int:
+        if self._max_entries is None:
+            self._max_entries = vector_cache_entries()
+        return self._max_entries
+
+    def __init__(self, max_entries: int | None = None) -> None:
+        # None: PSEUDOWORD_VECTOR_CACHE, read on first use (DEFAULT_CACHE is made at import).
+        self._max_entries = None if max_entries is None else max(1, max_entries)
         self._items: OrderedDict[Hashable, DeviceVectors] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0

@@ -1,6 +1,21 @@
 #!/usr/bin/env bash
-# Set up and run the test suite (what CI runs). Extra arguments go to pytest.
+# Set up and run the test suite (what CI runs): the lint gate (scripts/lint.sh), then pytest.
+#   ./scripts/test.sh            everything (CI: PostgreSQL, S3, the browser, slow tests)
+#   ./scripts/test.sh --fast     the quick loop: ruff, then unit and SQLite tests (no PostgreSQL,
+#                                S3, browser or slow tests; no mypy)
+# Other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fast=0
+args=()
+for arg in "$@"; do
+    if [ "$arg" = "--fast" ]; then fast=1; else args+=("$arg"); fi
+done
 ./scripts/setup.sh dev
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+if [ "$fast" = 1 ]; then
+    .venv/bin/ruff check .
+    exec .venv/bin/python -m pytest -q -p no:cacheprovider -m "not postgres and not s3 and not browser and not slow" \
+        ${args[@]+"${args[@]}"}
+fi
+./scripts/lint.sh
+exec .venv/bin/python -m pytest -q -p no:cacheprovider ${args[@]+"${args[@]}"}

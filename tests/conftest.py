@@ -82,3 +82,28 @@ def sdxl(tokenizer_dir: Path, tokenizer_2_dir: Path) -> Any:
     from tests.pipelines import shared_sdxl
 
     return shared_sdxl(tokenizer_dir, tokenizer_2_dir)
+
+
+# -- markers from what a test uses (so `-m "not postgres"` etc. select without hand-kept lists) -----
+
+#: Fixtures that mean a marker; a parametrized fixture's "postgres" case means PostgreSQL + S3.
+_FIXTURE_MARKERS = {
+    "postgres_url": ("postgres",),
+    "moto_s3": ("s3",),
+    "s3_registry": ("s3",),
+    **dict.fromkeys(("corpus_dir", "embeddings_dir", "manifest", "tokenizer_dir", "tokenizer_2_dir", "sd1", "sd2",
+                     "sdxl"), ("corpus",)),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        wanted = {marker for name in names for marker in _FIXTURE_MARKERS.get(name, ())}
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres" in (params.get("backend"), params.get("database_url")):
+            wanted |= {"postgres", "s3"} if params.get("backend") == "postgres" else {"postgres"}
+        if "browser" in item.path.parts:
+            wanted.add("browser")
+        for marker in sorted(wanted - {m.name for m in item.iter_markers()}):
+            item.add_marker(getattr(pytest.mark, marker))

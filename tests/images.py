@@ -9,6 +9,7 @@ import zipfile
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+
 def noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
     """A reproducible RGB noise picture (the same bytes for the same size and seed)."""
     return Image.frombytes("RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # the value holds tensors, but naming the type needs no torch import (the CLI's --help)
+    import torch
 
 Architecture = Literal["sd1", "sd2", "sdxl"]
 ARCHITECTURES: tuple[Architecture, ...] = ("sd1", "sd2", "sdxl")
 
 #: Width of the text encoder(s) each architecture's vectors are for.
 WIDTHS: dict[str, int] = {"sd1": 768, "sd2": 1024, "clip_l": 768, "clip_g": 1280}
+#: The architecture of single-encoder vectors, by their width (SDXL is the clip_l + clip_g pair).
+ARCH_BY_WIDTH: dict[int, Architecture] = {WIDTHS["sd1"]: "sd1", WIDTHS["sd2"]: "sd2"}
 MAX_VECTORS = 75
 
 #: Names of the layouts we read (``Embedding.source_format``).

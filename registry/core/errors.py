@@ -169,6 +169,27 @@ class RequestTimeout(PseudowordError):
     status = 408
 
 
+class InvalidResponse(PseudowordError):
+    """The registry (or something in between) answered with JSON that is not what it should send."""
+
+    code = "invalid_response"
+    status = 502
+
+
+class InvalidSetting(PseudowordError):
+    """A ``PSEUDOWORD_*`` setting (or a flag standing for one) that does not parse: fix the setting."""
+
+    code = "invalid_setting"
+    status = 500
+
+
+class MissingCatalogue(PseudowordError):
+    """A server-side command found no catalogue where it looked, and does not create one silently."""
+
+    code = "no_catalogue"
+    status = 500
+
+
 def _all_subclasses(cls: type[PseudowordError]) -> list[type[PseudowordError]]:
     out: list[type[PseudowordError]] = []
     for sub in cls.__subclasses__():
@@ -191,6 +212,8 @@ def error_for_code(code: str) -> type[PseudowordError]:
 def error_for_status(status: int) -> type[PseudowordError]:
     """The class for a bare HTTP status (an answer without our error body, e.g. from a proxy, or a
     framework error): the first class defined with that status."""
+    if status == PseudowordError.status:  # a bare 500 is a server bug, not any one of our kinds
+        return PseudowordError
     for cls in _all_subclasses(PseudowordError):
         if cls.status == status:
             return cls

@@ -33,3 +33,9 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+#: References one ``POST /resolve`` may carry: the service refuses more, and the client splits a
+#: longer list into requests of at most this many.
+MAX_RESOLVE_REFS = 256
+#: Results in one search page (the client pages through more).
+MAX_SEARCH_PAGE = 100

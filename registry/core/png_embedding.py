@@ -168,7 +168,7 @@ def embedding_dict_from_pixels(data: bytes, limits: Limits = DEFAULT_LIMITS) -> 
             pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InvalidFile(f"the PNG's pixels cannot be read: {str(exc)[:200]}") from None
-    lit = (pixels > 0).all(axis=2)  # crop_black: the box of pixels with no zero channel
+    lit: Any = (pixels > 0).all(axis=2)  # crop_black: the box of pixels with no zero channel
     rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
     if rows.size == 0:
         return None

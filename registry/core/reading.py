@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 from pseudoword.registry.core import png_embedding, safe_pickle
-from pseudoword.registry.core.embedding import MAX_VECTORS, WIDTHS, Embedding
+from pseudoword.registry.core.embedding import ARCH_BY_WIDTH, MAX_VECTORS, WIDTHS, Embedding
 from pseudoword.registry.core.errors import InvalidFile, NonFiniteValues, ShapeMismatch, TooLarge
 from pseudoword.registry.core.limits import DEFAULT_LIMITS, Limits
 from pseudoword.registry.core.text import check_text
@@ -276,12 +276,11 @@ def _build(tensors: Mapping[str, Any], source_format: str, name: str | None,
                 "expected equal counts", found)
     else:
         width = shapes["emb_params"][1]
-        by_width = {768: "sd1", 1024: "sd2"}
-        if width not in by_width:
+        if width not in ARCH_BY_WIDTH:
             raise ShapeMismatch(
                 f"vectors of width {width} (found {_describe(tensors)}); expected 768 (sd1) or 1024 (sd2), "
                 "or an SDXL pair clip_l 768 + clip_g 1280", found)
-        architecture = by_width[width]
+        architecture = ARCH_BY_WIDTH[width]
     count = next(iter(shapes.values()))[0]
     if not 1 <= count <= MAX_VECTORS:
         raise ShapeMismatch(f"{count} vectors (found {_describe(tensors)}); expected 1 to {MAX_VECTORS}", found)

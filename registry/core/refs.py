@@ -16,16 +16,16 @@ from typing import Literal
 
 from pseudoword.registry.core.embedding import ARCHITECTURES
 from pseudoword.registry.core.errors import InvalidReference
+from pseudoword.registry.core.hashes import HASH_LENGTHS
 
 SOURCE_RE = r"[a-z0-9][a-z0-9_-]{0,63}"
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _MODEL_REF = re.compile(rf"(?P<source>{SOURCE_RE}):(?P<model>{NAME_RE})(?:@(?P<version>{NAME_RE}))?")
-_AIR = re.compile(rf"urn:air:(?P<eco>[^:]*):(?P<type>[^:]*):(?P<rest>.*)")
+_AIR = re.compile(r"urn:air:(?P<eco>[^:]*):(?P<type>[^:]*):(?P<rest>.*)")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 HashAlgo = Literal["sha256", "autov2", "a1111"]
 #: Length of each hash reference's hex digits.
-HASH_LENGTHS: dict[str, int] = {"sha256": 64, "autov2": 10, "a1111": 12}
 _ALGO_BY_LENGTH = {length: algo for algo, length in HASH_LENGTHS.items()}
 RESERVED_SOURCES = frozenset({*HASH_LENGTHS, "urn"})
 MAX_REF_LENGTH = 512

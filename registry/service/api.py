@@ -13,11 +13,12 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Body, Parameter
+from litestar.params import Body, FromPath, JSONBody, Parameter
 from msgspec import Meta, Struct
 from sqlmodel import Session
 
 from pseudoword.registry.core.errors import InvalidRequest, NotFound, TooLarge
+from pseudoword.registry.core.limits import MAX_SEARCH_PAGE
 from pseudoword.registry.core.refs import MAX_REF_LENGTH, ModelRef, parse_model_ref
 from pseudoword.registry.service import auth, ratelimit
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
@@ -125,7 +126,7 @@ def principal_of(request: Request[Any, Any, Any] | ASGIConnection[Any, Any, Any,
     return request.state[_PRINCIPAL]  # type: ignore[no-any-return]
 
 
-def _version_ref(source: str, model: str, version: str) -> ModelRef:
+def _version_ref(source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> ModelRef:
     return parse_model_ref(f"{source}:{model}@{version}", require_version=True)
 
 
@@ -181,7 +182,7 @@ class EmbeddingsController(Controller):
     @post("/embeddings/{source:str}/{model:str}/{version:str}/previews", sync_to_thread=True, status_code=200,
           summary="Add preview images to a version (its publisher)", guards=[require_token],
           opt={ratelimit.OPT: "publish"}, responses=errors(401, 403, 404, 413, 422))
-    def add_previews(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
+    def add_previews(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str],
                      data: Annotated[PreviewForm, Body(media_type=RequestEncodingType.MULTI_PART)]) -> list[dict[str, Any]]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
@@ -195,8 +196,8 @@ class EmbeddingsController(Controller):
     @delete("/embeddings/{source:str}/{model:str}/{version:str}/previews/{sha256:str}", sync_to_thread=True,
             status_code=200, summary="Remove a preview image from a version (its publisher)", guards=[require_token],
             responses=errors(401, 403, 404))
-    def remove_preview(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
-                       sha256: str) -> list[dict[str, Any]]:
+    def remove_preview(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str],
+                       version: FromPath[str], sha256: FromPath[str]) -> list[dict[str, Any]]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
         if not _SHA256.fullmatch(sha256):
@@ -213,7 +214,7 @@ class EmbeddingsController(Controller):
         tag: Annotated[str | None, Parameter(max_length=64)] = None,
         source: Annotated[str | None, Parameter(max_length=64)] = None,
         sort: Annotated[str, Parameter(max_length=16)] = "relevance",
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_SEARCH_PAGE)] = 20,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> dict[str, Any]:
         catalogue = catalogue_of(request)
@@ -226,7 +227,7 @@ class EmbeddingsController(Controller):
 
     @get("/embeddings/{source:str}/{model:str}", sync_to_thread=True, summary="A model and its versions",
          responses=errors(404))
-    def get_model(self, request: Request[Any, Any, Any], source: str, model: str) -> dict[str, Any]:
+    def get_model(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str]) -> dict[str, Any]:
         ref = parse_model_ref(f"{source}:{model}")
         catalogue = catalogue_of(request)
         found = catalogue.get_model(ref.source, ref.model)
@@ -235,7 +236,7 @@ class EmbeddingsController(Controller):
 
     @get("/embeddings/{source:str}/{model:str}/{version:str}", sync_to_thread=True, summary="One version",
          responses=errors(404))
-    def get_version(self, request: Request[Any, Any, Any], source: str, model: str, version: str) -> dict[str, Any]:
+    def get_version(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
         catalogue = catalogue_of(request)
         found = catalogue.get_version(_version_ref(source, model, version))
         return catalogue.previews.add_to_records([found])[0]
@@ -244,7 +245,7 @@ class EmbeddingsController(Controller):
          description="The canonical safetensors file, or an export carrying this version's trigger. "
                      "HEAD, Range, If-None-Match / If-Match / If-Range; counted once the file was sent.",
          responses={**errors(404, 412, 416), **DOWNLOAD_ANSWERS}, media_type="application/octet-stream")
-    async def download(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
+    async def download(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str],
                        format: _FORMAT = "safetensors") -> Response[bytes]:
         catalogue = catalogue_of(request)
         row = await sync_to_thread(catalogue.version_row, _version_ref(source, model, version))
@@ -252,21 +253,21 @@ class EmbeddingsController(Controller):
 
     @post("/embeddings/{source:str}/{model:str}/{version:str}/yank", sync_to_thread=True, status_code=200,
           summary="Yank a version (PEP 592)", guards=[require_token], responses=errors(401, 403, 404))
-    def yank(self, request: Request[Any, Any, Any], source: str, model: str, version: str,
-             data: YankBody) -> dict[str, Any]:
+    def yank(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str],
+             data: JSONBody[YankBody]) -> dict[str, Any]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
         return catalogue_of(request).set_yanked(ref, True, data.reason)
 
     @delete("/embeddings/{source:str}/{model:str}/{version:str}/yank", sync_to_thread=True, status_code=200,
             summary="Unyank a version", guards=[require_token], responses=errors(401, 403, 404))
-    def unyank(self, request: Request[Any, Any, Any], source: str, model: str, version: str) -> dict[str, Any]:
+    def unyank(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
         return catalogue_of(request).set_yanked(ref, False, None)
 
     @post("/resolve", status_code=200, summary="Resolve many references in one round trip", responses=errors())
-    async def resolve(self, request: Request[Any, Any, Any], data: ResolveBody) -> dict[str, Any]:
+    async def resolve(self, request: Request[Any, Any, Any], data: JSONBody[ResolveBody]) -> dict[str, Any]:
         catalogue = catalogue_of(request)
         cached = catalogue.resolve_cached(data.refs)
         if cached is not None:  # every ref answered from memory: no database work at all
@@ -293,7 +294,7 @@ class BlobsController(Controller):
          description="Named by its digest and not counted: a version's own file is at "
                      "/api/v1/embeddings/{source}/{model}/{version}/download.",
          responses={**errors(404, 412, 416), **DOWNLOAD_ANSWERS}, media_type="application/octet-stream")
-    async def download(self, request: Request[Any, Any, Any], sha256: str,
+    async def download(self, request: Request[Any, Any, Any], sha256: FromPath[str],
                        format: _FORMAT = "safetensors") -> Response[bytes]:
         catalogue = catalogue_of(request)
         if not _SHA256.fullmatch(sha256):
@@ -315,7 +316,7 @@ class PreviewsController(Controller):
          description="Immutable: ETag is the digest. Content type from the checked image (thumbnails are WEBP).",
          responses={**errors(404), 304: ResponseSpec(data_container=None, description="Not modified")},
          media_type="image/png")
-    async def image(self, request: Request[Any, Any, Any], sha256: str) -> Response[bytes]:
+    async def image(self, request: Request[Any, Any, Any], sha256: FromPath[str]) -> Response[bytes]:
         catalogue = catalogue_of(request)
         if not _SHA256.fullmatch(sha256):
             raise InvalidRequest("a preview is addressed by 64 lowercase hex digits")
@@ -339,7 +340,7 @@ class TokensController(Controller):
     guards = [require_admin]
 
     @post("/", sync_to_thread=True, status_code=201, summary="Create a token (admin)", responses=errors(401, 403))
-    def create(self, request: Request[Any, Any, Any], data: TokenBody) -> dict[str, Any]:
+    def create(self, request: Request[Any, Any, Any], data: JSONBody[TokenBody]) -> dict[str, Any]:
         with catalogue_of(request).session() as session:
             token, secret = auth.create_token(session, source=data.source, admin=data.admin, name=data.name)
             return {**auth.token_view(token), "token": secret}

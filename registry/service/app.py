@@ -15,13 +15,14 @@ from litestar.template import TemplateConfig
 from sqlalchemy import text
 
 from pseudoword.registry.core.errors import PseudowordError
+from pseudoword.registry.service import ratelimit
 from pseudoword.registry.service.api import BlobsController, EmbeddingsController, PreviewsController, TokensController
 from pseudoword.registry.service.catalogue import Catalogue
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
 from pseudoword.registry.service.http import ALL_HEADERS, RegistryApp, read_timeout_middleware
+from pseudoword.registry.service.identity import whoami
 from pseudoword.registry.service.observability import configure_logging, request_id_middleware
-from pseudoword.registry.service import ratelimit
 from pseudoword.registry.service.resolve_cache import ResolveCache, watcher_for
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import open_store
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                                   exclude=["/metrics"])
     app = RegistryApp(
         route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, PreviewsController, TokensController,
-                        Cataloguepages, MetricsController, *static_routers()],
+                        whoami, Cataloguepages, MetricsController, *static_routers()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware, prometheus.middleware, *ratelimit.middleware(settings),
                     read_timeout_middleware(settings.read_timeout)],

@@ -41,8 +41,8 @@ from pseudoword.registry.core.errors import (
     PseudowordError,
     TooLarge,
 )
+from pseudoword.registry.core.hashes import HASH_LENGTHS, a1111_hash, autov2
 from pseudoword.registry.core.limits import Limits
-from pseudoword.registry.core.refs import HASH_LENGTHS
 from pseudoword.registry.core.text import check_text
 from pseudoword.registry.service.download_counts import DownloadCounter
 from pseudoword.registry.service.models import Model, Preview, Source, Version, utcnow
@@ -167,8 +167,8 @@ def record(version: Version | Row[Any]) -> dict[str, Any]:
         "original_sha256": version.original_sha256,
         "original_size": version.original_size,
         "original_format": version.original_format,
-        "autov2": hashes_source[:10],
-        "a1111_hash": hashes_source[:12],
+        "autov2": autov2(hashes_source),
+        "a1111_hash": a1111_hash(hashes_source),
         "metadata": json.loads(version.training_metadata or "{}"),
         "yanked": version.yanked,
         "yanked_reason": version.yanked_reason,

@@ -55,7 +55,7 @@ def read_timeout_middleware(timeout: float) -> Any:
                     return await receive()
                 try:
                     message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
                 body_done = message["type"] != "http.request" or not message.get("more_body", False)
                 return message

@@ -113,9 +113,7 @@ def _refuse_trailing_bytes(data: bytes, fmt: str, name: str) -> None:
     """The image must end where the file ends: bytes after it make a polyglot (an image that is
     also a zip, a script or a page), which we do not store or serve."""
     if fmt == "png":
-        end = 0
-        for _kind, _body, end in png_chunks(data):
-            pass
+        end = max((chunk_end for _kind, _body, chunk_end in png_chunks(data)), default=0)
     elif fmt == "webp":
         end = int.from_bytes(data[4:8], "little") + 8  # RIFF's size counts its padded chunks
         if end > len(data):

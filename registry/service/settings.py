@@ -1,4 +1,7 @@
-"""Service settings, from ``PSEUDOWORD_*`` environment variables (flags of `serve` override)."""
+"""Service settings, from ``PSEUDOWORD_*`` environment variables (flags of `serve` override), read
+when ``from_env`` is called (never at import) through the core's one reader (``core/env.py``):
+a value that does not parse is ``InvalidSetting`` naming it, and every setting may come from a
+file instead (``PSEUDOWORD_DATABASE_URL_FILE=/run/secrets/...``)."""
 
 from __future__ import annotations
 
@@ -6,20 +9,23 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pseudoword.registry.core.env import env_flag, env_float, env_int, env_path, env_text
+from pseudoword.registry.core.errors import InvalidSetting
+from pseudoword.registry.core.limits import MAX_RESOLVE_REFS
+
 MiB = 1024 * 1024
 
 
-def _env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return default if value is None or not value.strip() else float(value)
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    value = (env_text(name) or choices[0]).lower()
+    if value not in choices:
+        raise InvalidSetting(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def default_data_dir() -> Path:
+    """The one default for `serve`, `token`, `gc` and `migrate`: ``$XDG_DATA_HOME/pseudoword``
+    (``~/.local/share/pseudoword``); ``PSEUDOWORD_DATA_DIR`` or ``--data-dir`` name another."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pseudoword"
 
@@ -41,7 +47,7 @@ class Settings:
     max_title_length: int = 200
     max_description_length: int = 10_000
     max_trigger_length: int = 100
-    max_resolve_refs: int = 256
+    max_resolve_refs: int = MAX_RESOLVE_REFS
     #: Text a record carries in all (title, description, tags, trigger, the file's metadata): every
     #: resolve and search answer repeats it, so its size is bounded as a whole too.
     max_record_chars: int = 16 * 1024
@@ -83,28 +89,32 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
+        base = cls()  # the defaults
         settings = cls(
-            data_dir=Path(env["PSEUDOWORD_DATA_DIR"]).expanduser() if env.get("PSEUDOWORD_DATA_DIR") else default_data_dir(),
-            database_url=env.get("PSEUDOWORD_DATABASE_URL") or None,
-            storage_url=env.get("PSEUDOWORD_STORAGE_URL") or None,
-            s3_access_key=env.get("PSEUDOWORD_S3_ACCESS_KEY") or None,
-            s3_secret_key=env.get("PSEUDOWORD_S3_SECRET_KEY") or None,
-            presigned_downloads=_env_bool("PSEUDOWORD_PRESIGNED_DOWNLOADS"),
-            resolve_cache=_env_bool("PSEUDOWORD_RESOLVE_CACHE", default=True),
-            admin_token_file=Path(env["PSEUDOWORD_ADMIN_TOKEN_FILE"]) if env.get("PSEUDOWORD_ADMIN_TOKEN_FILE") else None,
-            max_upload_bytes=int(env.get("PSEUDOWORD_MAX_UPLOAD_BYTES") or 8 * MiB),
-            log_format=env.get("PSEUDOWORD_LOG_FORMAT") or "text",
-            log_level=env.get("PSEUDOWORD_LOG_LEVEL") or "INFO",
-            gc_grace_seconds=_env_float("PSEUDOWORD_GC_GRACE_SECONDS", 3600.0),
-            storage_timeout=_env_float("PSEUDOWORD_STORAGE_TIMEOUT", 10.0),
-            storage_breaker_seconds=_env_float("PSEUDOWORD_STORAGE_BREAKER_SECONDS", 10.0),
-            min_free_bytes=int(env.get("PSEUDOWORD_MIN_FREE_BYTES") or 64 * MiB),
-            download_count_interval=_env_float("PSEUDOWORD_DOWNLOAD_COUNT_INTERVAL", 2.0),
-            rate_limit=env.get("PSEUDOWORD_RATE_LIMIT") or "100/second",
-            publish_rate_limit=env.get("PSEUDOWORD_PUBLISH_RATE_LIMIT") or "60/minute",
-            rate_limit_store=env.get("PSEUDOWORD_RATE_LIMIT_STORE") or "memory",
-            read_timeout=_env_float("PSEUDOWORD_READ_TIMEOUT", 60.0),
+            data_dir=env_path("PSEUDOWORD_DATA_DIR") or default_data_dir(),
+            database_url=env_text("PSEUDOWORD_DATABASE_URL"),
+            storage_url=env_text("PSEUDOWORD_STORAGE_URL"),
+            s3_access_key=env_text("PSEUDOWORD_S3_ACCESS_KEY"),
+            s3_secret_key=env_text("PSEUDOWORD_S3_SECRET_KEY"),
+            presigned_downloads=env_flag("PSEUDOWORD_PRESIGNED_DOWNLOADS"),
+            resolve_cache=env_flag("PSEUDOWORD_RESOLVE_CACHE", default=True),
+            # A path the server reads itself (the admin token to install), not a secret's _FILE form.
+            admin_token_file=Path(os.environ["PSEUDOWORD_ADMIN_TOKEN_FILE"]).expanduser()
+            if os.environ.get("PSEUDOWORD_ADMIN_TOKEN_FILE", "").strip() else None,
+            max_upload_bytes=env_int("PSEUDOWORD_MAX_UPLOAD_BYTES", base.max_upload_bytes, minimum=1),
+            log_format=_choice("PSEUDOWORD_LOG_FORMAT", ("text", "json")),
+            log_level=(env_text("PSEUDOWORD_LOG_LEVEL") or "INFO").upper(),
+            gc_grace_seconds=env_float("PSEUDOWORD_GC_GRACE_SECONDS", base.gc_grace_seconds),
+            storage_timeout=env_float("PSEUDOWORD_STORAGE_TIMEOUT", base.storage_timeout),
+            storage_breaker_seconds=env_float("PSEUDOWORD_STORAGE_BREAKER_SECONDS",
+                                              base.storage_breaker_seconds),
+            min_free_bytes=env_int("PSEUDOWORD_MIN_FREE_BYTES", base.min_free_bytes),
+            download_count_interval=env_float("PSEUDOWORD_DOWNLOAD_COUNT_INTERVAL",
+                                              base.download_count_interval),
+            rate_limit=env_text("PSEUDOWORD_RATE_LIMIT") or base.rate_limit,
+            publish_rate_limit=env_text("PSEUDOWORD_PUBLISH_RATE_LIMIT") or base.publish_rate_limit,
+            rate_limit_store=env_text("PSEUDOWORD_RATE_LIMIT_STORE") or base.rate_limit_store,
+            read_timeout=env_float("PSEUDOWORD_READ_TIMEOUT", base.read_timeout),
         )
         overrides = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **overrides)  # type: ignore[arg-type]

@@ -11,7 +11,6 @@ import errno
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +18,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pseudoword.registry.core.env import truthy
 from pseudoword.registry.core.errors import InsufficientStorage, PseudowordError, StorageUnavailable
+from pseudoword.registry.core.files import atomic_write
 
 #: Prefix of a blob being written (renamed into place when whole); gc removes stale ones.
 TMP_PREFIX = ".tmp-"
@@ -90,17 +91,7 @@ class LocalBlobStore:
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)  # atomic: readers see no blob or the whole blob
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, data, mode=0o600, prefix=TMP_PREFIX)  # readers see no blob or the whole blob
 
     def get(self, sha256: str) -> bytes:
         try:
@@ -262,7 +253,7 @@ def open_store(url: str, access_key: str | None = None, secret_key: str | None =
         if not bucket or not parts.hostname:
             raise ValueError("PSEUDOWORD_STORAGE_URL must look like s3://host:port/bucket")
         endpoint = parts.hostname + (f":{parts.port}" if parts.port else "")
-        secure = query.get("secure", ["false"])[0].lower() in ("1", "true", "yes")
+        secure = truthy(query.get("secure", ["false"])[0], "the storage URL's secure=")
         return S3BlobStore(endpoint, bucket,
                            access_key or (unquote(parts.username) if parts.username else None),
                            secret_key or (unquote(parts.password) if parts.password else None),

@@ -104,7 +104,7 @@ class GuardedStore:
         future = self._submit(what, func, *args)
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise self._timed_out(what, future) from None
         except StorageUnavailable:
             self.breaker.failed()

@@ -12,7 +12,7 @@ import nh3
 from litestar import Controller, Request, get
 from litestar.datastructures import CacheControlHeader
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from markdown_it import MarkdownIt
@@ -20,6 +20,7 @@ from markdown_it import MarkdownIt
 from pseudoword.registry.core import HashRef, parse_ref
 from pseudoword.registry.core.errors import InvalidReference, InvalidRequest, NotFound, PseudowordError
 from pseudoword.registry.core.refs import parse_model_ref
+from pseudoword.registry.core.versions import latest_version, newest_first
 from pseudoword.registry.core.writing import EXPORT_SUFFIXES, safe_filename
 from pseudoword.registry.service.http import PAGE_HEADERS
 from pseudoword.registry.service.search import KINDS, Query, search
@@ -129,11 +130,11 @@ class Cataloguepages(Controller):
             "error": error, "by_hash": by_hash, "architectures": ARCHITECTURES, "kinds": KINDS, "sorts": SORTS})
 
     @get("/models/{source:str}/{model:str}", sync_to_thread=True)
-    def model(self, request: Request[Any, Any, Any], source: str, model: str) -> Template:
+    def model(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str]) -> Template:
         return self._page(request, source, model, None)
 
     @get("/models/{source:str}/{model:str}/{version:str}", sync_to_thread=True)
-    def version(self, request: Request[Any, Any, Any], source: str, model: str, version: str) -> Template:
+    def version(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> Template:
         return self._page(request, source, model, version)
 
     def _page(self, request: Request[Any, Any, Any], source: str, model: str, version: str | None) -> Template:
@@ -144,10 +145,10 @@ class Cataloguepages(Controller):
         except PseudowordError as exc:
             return missing(exc.message)
         versions = catalogue.previews.add_to_records(detail["versions"])
-        # The one latest rule (the catalogue's: newest version not yanked) names what "use it" uses.
-        latest = next((v for v in versions if v["version"] == detail["latest"]), None)
+        # The "use it" snippet names what an unpinned reference means (core/versions.py's rule).
+        latest = latest_version(versions)
         if version is None:
-            shown = latest or versions[0]
+            shown = latest or max(versions, key=newest_first)  # every version yanked: the newest, marked
         else:
             shown = next((v for v in versions if v["version"] == version), None)
             if shown is None:

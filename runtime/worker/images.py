@@ -4,10 +4,11 @@ served once expired, even before the sweep runs)."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
+
+from pseudoword.registry.core.files import atomic_write
 
 EXTENSIONS = {"PNG": "png", "JPG": "jpg", "WEBP": "webp"}
 MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
@@ -23,9 +24,7 @@ class ImageStore:
     def put(self, image_uuid: str, fmt: str, data: bytes) -> str:
         """Write the file atomically; returns its name."""
         name = f"{image_uuid}.{EXTENSIONS[fmt]}"
-        tmp = self.directory / f".{name}.part"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.directory / name)
+        atomic_write(self.directory / name, data, fsync=False)  # a URL image outlives no crash anyway
         return name
 
     def get(self, name: str) -> Path | None:

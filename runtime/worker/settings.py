@@ -1,4 +1,5 @@
-"""The worker's settings, read once from the environment (``PSEUDOWORD_WORKER_*``).
+"""The worker's settings, read from the environment (``PSEUDOWORD_WORKER_*``) by the one settings
+reader (``registry/core/env.py``) when the worker starts.
 
 API keys are secrets: they are compared in constant time, never logged, and their repr is
 hidden. With no keys configured the worker accepts any key (a warning says so at start), which
@@ -8,33 +9,10 @@ suits a worker bound to loopback behind a gateway; set keys for anything else.
 from __future__ import annotations
 
 import hmac
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pseudoword.registry.core.errors import InvalidRequest
-
-
-def _number(name: str, default: float, kind: type) -> Any:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a {kind.__name__}, got {raw!r}", {"setting": name}) from None
-    if value < 0:
-        raise InvalidRequest(f"{name} must not be negative, got {raw!r}", {"setting": name})
-    return value
-
-
-def _float(name: str, default: float) -> float:
-    return float(_number(name, default, float))
-
-
-def _int(name: str, default: int) -> int:
-    return int(_number(name, default, int))
+from pseudoword.registry.core.env import env_float, env_int, env_text
 
 
 @dataclass(frozen=True)
@@ -56,23 +34,23 @@ class WorkerSettings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> WorkerSettings:
-        keys = [k.strip() for k in os.environ.get("PSEUDOWORD_WORKER_API_KEYS", "").split(",") if k.strip()]
-        key_file = os.environ.get("PSEUDOWORD_WORKER_API_KEYS_FILE")
-        if key_file:
-            keys += [line.strip() for line in Path(key_file).read_text().splitlines() if line.strip()]
+        # Keys separated by commas or lines (a secret file holds one a line); PSEUDOWORD_WORKER_API_KEYS_FILE
+        # stands for the variable, as every setting's _FILE form does (core/env.py).
+        raw = env_text("PSEUDOWORD_WORKER_API_KEYS") or ""
+        keys = [k.strip() for line in raw.splitlines() for k in line.split(",") if k.strip()]
         values: dict[str, object] = {
-            "data_dir": Path(os.environ.get("PSEUDOWORD_WORKER_DATA_DIR") or "worker-data"),
+            "data_dir": Path(env_text("PSEUDOWORD_WORKER_DATA_DIR") or "worker-data"),
             "api_keys": tuple(keys),
-            "public_url": os.environ.get("PSEUDOWORD_WORKER_PUBLIC_URL") or None,
-            "url_ttl": _float("PSEUDOWORD_WORKER_URL_TTL", 3600.0),
-            "queue_size": _int("PSEUDOWORD_WORKER_QUEUE_SIZE", 64),
-            "max_batch": _int("PSEUDOWORD_WORKER_MAX_BATCH", 8),
-            "batch_wait": _float("PSEUDOWORD_WORKER_BATCH_WAIT_MS", 20.0) / 1000,
-            "task_timeout": _float("PSEUDOWORD_WORKER_TASK_TIMEOUT", 300.0),
-            "max_body_bytes": _int("PSEUDOWORD_WORKER_MAX_BODY_BYTES", 1024 * 1024),
-            "max_tasks": _int("PSEUDOWORD_WORKER_MAX_TASKS", 32),
-            "encode_threads": _int("PSEUDOWORD_WORKER_ENCODE_THREADS", 2),
-            "shutdown_grace": _float("PSEUDOWORD_WORKER_SHUTDOWN_GRACE", 30.0),
+            "public_url": env_text("PSEUDOWORD_WORKER_PUBLIC_URL"),
+            "url_ttl": env_float("PSEUDOWORD_WORKER_URL_TTL", 3600.0),
+            "queue_size": env_int("PSEUDOWORD_WORKER_QUEUE_SIZE", 64),
+            "max_batch": env_int("PSEUDOWORD_WORKER_MAX_BATCH", 8, minimum=1),
+            "batch_wait": env_float("PSEUDOWORD_WORKER_BATCH_WAIT_MS", 20.0) / 1000,
+            "task_timeout": env_float("PSEUDOWORD_WORKER_TASK_TIMEOUT", 300.0),
+            "max_body_bytes": env_int("PSEUDOWORD_WORKER_MAX_BODY_BYTES", 1024 * 1024),
+            "max_tasks": env_int("PSEUDOWORD_WORKER_MAX_TASKS", 32, minimum=1),
+            "encode_threads": env_int("PSEUDOWORD_WORKER_ENCODE_THREADS", 2, minimum=1),
+            "shutdown_grace": env_float("PSEUDOWORD_WORKER_SHUTDOWN_GRACE", 30.0),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -43,6 +43,8 @@ from tests.integration.worker_fixtures import EMBEDDINGS
 from tests.pipelines import FakeResolver, build_sd1
 from tests.worker_harness import SD1_AIR, LiveWorker, loaded, start_worker
 
+TOKENIZER = CORPUS / "clip-tokenizer"  # CLIP's tokenizer from ../shared/corpus (or PSEUDOWORD_CORPUS)
+
 MIXES: list[list[dict[str, Any]]] = [
     [{"model": "wk:glass@1", "weight": 1}],
     [{"model": "wk:glass@1", "weight": -1.5}],
@@ -72,7 +74,7 @@ def real_size_sd15(device: str) -> Any:
     (128-256-512-512), CLIP-L with 12 layers; random weights; float16 on CUDA."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    pipe = build_sd1(layers=12)
+    pipe = build_sd1(TOKENIZER, layers=12)
     torch.manual_seed(0)
     pipe.unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
                                      block_out_channels=(320, 640, 1280, 1280), layers_per_block=2).eval()
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     _quiet()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA device here: run this on a machine with one (tests/benchmarks/bench_worker_cuda.sh)")
-    pipe = real_size_sd15(args.device) if args.real_size else build_sd1(layers=2).to(args.device)
+    pipe = real_size_sd15(args.device) if args.real_size else build_sd1(TOKENIZER, layers=2).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     size = args.size or (512 if args.real_size else 64)
     res = resolver()

@@ -19,7 +19,7 @@ from tests.browser.chromium import browser, chromium_path, offline_context
 from tests.conftest import require
 from tests.images import INFOTEXT, jpeg, png
 from tests.integration.api import publish, random_embedding, sdxl_embedding
-from tests.integration.servers import Server, start_server
+from tests.integration.servers import start_server
 
 pytestmark = pytest.mark.browser
 #: Models matching the combined filters: more than a page (24), so there is a page 2.

@@ -55,6 +55,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     return seen
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 @pytest.mark.parametrize("form", ["file name", "comfyui"])
 def test_every_corpus_file_called_by_its_file_name(form: str, manifest: list[dict[str, str]], embeddings_dir: Path,
                                                    request: pytest.FixtureRequest,

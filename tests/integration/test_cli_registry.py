@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from pseudoword.cli.import_folder import model_slug, trigger_from_stem
 from pseudoword.registry.core import read_embedding
+from pseudoword.registry.importing import model_slug, trigger_from_stem
 from tests.integration.api import eventually
 from tests.integration.cli_server import Cli, cli, live_registry  # noqa: F401  (fixtures)
 
@@ -99,9 +99,9 @@ def test_search_by_architecture_finds_exactly_that_architecture(imported, cli, g
 
 
 def test_search_pages_through_the_cursor_and_prints_a_table(imported, cli, good_rows, monkeypatch):
-    import pseudoword.cli.registry_cmd as registry_cmd
+    import pseudoword.registry.client as client_module
 
-    monkeypatch.setattr(registry_cmd, "SEARCH_PAGE", 5)  # force several pages
+    monkeypatch.setattr(client_module, "MAX_SEARCH_PAGE", 5)  # force several pages
     items = cli("search", "--source", SOURCE, "--sort", "newest", "--limit", "12", "--json").json()["items"]
     assert len(items) == 12 and len({item["id"] for item in items}) == 12
     everything = cli("search", "--source", SOURCE, "--limit", "1000", "--json").json()
@@ -157,6 +157,7 @@ def _load_diffusers(pipe: Any, path: Path, trigger: str, architecture: str) -> t
 @pytest.mark.parametrize(("file", "trigger"), [("EasyNegative.safetensors", "EasyNegative"),
                                                ("zPDXL2.safetensors", "zPDXL2"),
                                                ("nfixer.pt", "nfixer")])
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_pull_in_all_three_formats_gives_files_that_load(imported, cli, tmp_path, file, trigger, tokenizer_dir,
                                                          tokenizer_2_dir, embeddings_dir):
     ref = corpus_id(file)

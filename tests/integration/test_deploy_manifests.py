@@ -379,11 +379,11 @@ def test_dockerfile_builds_a_small_cpu_only_server_image(dockerfile: str) -> Non
     # The build copies the package folders pyproject.toml maps, and the dockerignore lets them in.
     pyproject = (ROOT / "pyproject.toml").read_text()
     folders = set(re.findall(r'"pseudoword(?:\.\w+)?" = "(\w+)"', pyproject))
-    assert folders == {"pseudoword", "registry", "runtime", "cli"}
+    assert folders == {"package", "registry", "runtime", "cli"}
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     for folder in folders:
         assert f"COPY {folder}/ {folder}/" in dockerfile and f"!{folder}/" in ignore
-    for path in ("pyproject.toml", "README.md", "deploy/docker-entrypoint.sh"):
+    for path in ("pyproject.toml", "README.md", "LICENSE", "deploy/docker-entrypoint.sh"):
         assert f"!{path}" in ignore
 
 

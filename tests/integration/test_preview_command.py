@@ -18,9 +18,10 @@ from tests.integration.cli_server import Cli, LiveRegistry, cli, live_registry  
 
 
 @pytest.fixture(scope="module")
-def demo_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_pipeline(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
     target = tmp_path_factory.mktemp("pipe") / "sd1"
-    result = CliRunner().invoke(app, ["demo-pipeline", str(target), "--arch", "sd1", "--json"])
+    result = CliRunner().invoke(app, ["demo-pipeline", str(target), "--arch", "sd1", "--json", "--tokenizer",
+                                      str(tokenizer_dir)])
     assert result.exit_code == 0, result.output
     return target
 

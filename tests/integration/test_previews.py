@@ -131,7 +131,7 @@ def test_pull_writes_the_preview_beside_the_file(tmp_path: Path) -> None:
         assert cli("pull", "studio:plain", "--to", out).exit_code == 0
         assert not (out / "plain.preview.png").exists()  # no preview: none written
     finally:
-        registry.process.terminate()
+        registry.server.stop()
 
 
 def test_concurrent_attaches_of_the_same_image_store_it_once(registry: Server, source: str) -> None:

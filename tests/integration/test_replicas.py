@@ -17,14 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 import pytest
 
-from pseudoword.registry.client import RegistryClient
+from pseudoword.registry.client import RegistryClient, VersionRecord
 from pseudoword.registry.core import read_embedding
 from tests.conftest import require
 from tests.integration.api import eventually, random_embedding, sdxl_embedding
@@ -99,7 +98,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         drop_database(database_url)
 
 
-def publish(cluster: Cluster, replica: str, ref: str, data: bytes, **meta: Any) -> dict[str, Any]:
+def publish(cluster: Cluster, replica: str, ref: str, data: bytes, **meta: Any) -> VersionRecord:
     with cluster.client(replica) as client:
         result = client.publish(data, id=ref, filename=f"{ref.split(':')[1].split('@')[0]}.safetensors", **meta)
     assert result.created
@@ -146,17 +145,17 @@ def test_a_publish_on_one_replica_is_resolvable_and_downloadable_on_the_others_a
     for name in ("b", "c"):
         with cluster.client(name) as client:
             for result in client.resolve([f"{source}:hands", f"{source}:hands@1"]):
-                assert result["record"] == {k: v for k, v in record.items() if k != "downloads"}
-            assert client.get_version(f"{source}:hands@1")["sha256"] == record["sha256"]
-            assert client.by_hash(record["autov2"])["id"] == record["id"]
-            downloaded = client.download(record["sha256"])  # verifies the digest; c redirects
-        assert sha256(downloaded) == record["sha256"]
+                assert result.record == replace(record, downloads=None), "resolve records carry no count"
+            assert client.get_version(f"{source}:hands@1").sha256 == record.sha256
+            assert client.by_hash(record.autov2 or "").id == record.id
+            downloaded = client.download(record.sha256)  # verifies the digest; c redirects
+        assert sha256(downloaded) == record.sha256
         assert read_embedding(downloaded).vectors["emb_params"].shape == (3, 768)
     # The same publish again, through another replica: a no-op, never a second version.
     with cluster.client("b") as client:
         again = client.publish(data, id=f"{source}:hands@1", filename="hands.safetensors", trigger="handsfix",
                                tags=["hands"])
-    assert not again.created and again.record["sha256"] == record["sha256"]
+    assert not again.created and again.record.sha256 == record.sha256
 
 
 def test_a_new_version_or_a_yank_on_one_replica_reaches_what_the_others_have_cached(cluster: Cluster) -> None:

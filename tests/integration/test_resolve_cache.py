@@ -11,6 +11,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import Engine, event
+
 from pseudoword.registry.core.errors import PseudowordError
 from pseudoword.registry.core.refs import parse_model_ref
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
@@ -24,8 +26,6 @@ from pseudoword.registry.service.resolve_cache import (
 )
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import open_store
-from sqlalchemy import Engine, event
-
 from tests.integration.api import random_embedding
 
 #: How long another PostgreSQL replica may take to hear of a change (NOTIFY travels in about a millisecond).

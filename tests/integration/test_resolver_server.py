@@ -73,7 +73,7 @@ def test_two_processes_resolving_the_same_refs_leave_one_intact_cache_entry(live
     procs = [subprocess.Popen([sys.executable, "-c", _CHILD, live_registry.url, str(tmp_path), *refs],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [proc.communicate(timeout=120) for proc in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     assert outputs[0][0] == outputs[1][0]
     digests = {published[ref]["sha256"] for ref in refs}

@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.integration.api import publish, random_embedding, resolve
 from tests.integration.servers import start_server
@@ -16,6 +17,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_workers_share_one_catalogue_and_log_json(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data", {"PSEUDOWORD_LOG_FORMAT": "json"}, args=("--workers", "2"))
     try:

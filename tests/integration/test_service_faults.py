@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import require
 from tests.integration.api import error_code, eventually, get, publish, random_embedding, resolve
-from tests.registry_servers import Backend, postgres_s3_env
 from tests.integration.servers import MotoS3, Server, create_database, drop_database, postgres_available, start_server
+from tests.registry_servers import Backend, postgres_s3_env
 
 
 def _blob_digests(server: Server) -> set[str]:
@@ -111,6 +111,7 @@ def _gc(server: Server, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_crash_between_blob_write_and_row_commit(backend: Backend, tmp_path: Path) -> None:
     env = dict(backend.env)
     database = None

@@ -8,12 +8,12 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pseudoword.cli.import_folder import ImportPlan, import_folder
 from pseudoword.registry.core import read_embedding
+from pseudoword.registry.core.record import ResolveAnswer
+from pseudoword.registry.importing import ImportPlan, import_folder
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.settings import Settings
@@ -30,8 +30,8 @@ RENAMED = {
 class _NothingPublished:
     """The registry an import asks which IDs exist: none."""
 
-    def resolve(self, refs: list[str]) -> list[dict[str, Any]]:
-        return [{"ref": ref, "record": None} for ref in refs]
+    def resolve(self, refs: list[str]) -> list[ResolveAnswer]:
+        return [ResolveAnswer(ref, None, {"code": "not_found"}) for ref in refs]
 
 
 @pytest.fixture()

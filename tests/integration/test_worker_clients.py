@@ -41,9 +41,9 @@ def published(registry: Server, embeddings_dir: Path) -> Server:
 
 
 @pytest.fixture(scope="module")
-def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pipeline_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
     target = tmp_path_factory.mktemp("pipelines") / "tiny-sd1"
-    result = CliRunner().invoke(app, ["demo-pipeline", str(target), "--arch", "sd1"])
+    result = CliRunner().invoke(app, ["demo-pipeline", str(target), "--arch", "sd1", "--tokenizer", str(tokenizer_dir)])
     assert result.exit_code == 0, result.output
     return target
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from pseudoword.registry.core import canonical_bytes, read_embedding
 from pseudoword.registry.service.catalogue import Catalogue
@@ -37,6 +38,7 @@ def _gc_catalogue(server: Server, tmp_path: Path) -> Catalogue:
     return Catalogue(make_engine(url), store, settings)
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_gc_in_a_loop_never_loses_an_acknowledged_version(registry: Server, source: str, tmp_path: Path) -> None:
     catalogue = _gc_catalogue(registry, tmp_path)
     stop = threading.Event()

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import require
 from tests.integration.api import publish, random_embedding
@@ -26,6 +27,7 @@ def _redis_available() -> bool:
         return False
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_a_client_over_its_limit_gets_429_while_others_are_served(tmp_path: Path) -> None:
     require(_redis_available(), "Redis is not reachable at 127.0.0.1:6379")
     db = secrets.randbelow(15) + 1  # a Redis database of its own, emptied first

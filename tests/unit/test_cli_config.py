@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from pseudoword.cli import config
 from pseudoword.cli.main import app
 
+pytestmark = pytest.mark.smoke  # run against the built wheel too (tests/unit/test_packaging.py)
+
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
@@ -21,7 +23,8 @@ def isolated(tmp_path, monkeypatch):
 
 
 def test_login_writes_a_private_file_and_sets_the_default(tmp_path):
-    result = CliRunner().invoke(app, ["login", "--registry", "https://reg.example/", "--token", "s3cret"])
+    result = CliRunner().invoke(app, ["login", "--registry", "https://reg.example/", "--token", "s3cret",
+                                          "--no-check"])
     assert result.exit_code == 0, result.output
     path = tmp_path / "xdg" / "pseudoword" / "config.toml"
     assert config.config_path() == path
@@ -52,11 +55,14 @@ def test_a_saved_token_is_only_used_for_its_own_registry():
 
 def test_login_reads_the_token_from_stdin_and_logout_forgets_it():
     runner = CliRunner()
-    assert runner.invoke(app, ["login", "--registry", "http://r.test"], input="tok-from-stdin\n").exit_code == 0
+    assert runner.invoke(app, ["login", "--registry", "http://r.test", "--no-check"],
+                         input="tok-from-stdin\n").exit_code == 0
     assert config.registry_token(None, "http://r.test") == "tok-from-stdin"
+    assert config.registry_url(None) == "http://r.test"
     result = runner.invoke(app, ["logout", "--registry", "http://r.test"])
-    assert result.exit_code == 0 and "removed" in result.output
+    assert result.exit_code == 0 and "logged out of http://r.test" in result.output
     assert config.registry_token(None, "http://r.test") is None
+    assert config.registry_url(None) == config.DEFAULT_REGISTRY, "logout restores the default registry"
 
 
 def test_login_without_a_token_is_a_usage_error_and_writes_nothing():

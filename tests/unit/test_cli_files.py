@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 from pseudoword.cli.main import app
 from pseudoword.registry.core import file_hashes, read_embedding
 
+pytestmark = pytest.mark.smoke  # run against the built wheel too (tests/unit/test_packaging.py)
+
 runner = CliRunner()
 
 
@@ -48,6 +50,7 @@ def test_convert_writes_a_file_that_reads_back(sample: Path, tmp_path: Path, fmt
     assert torch.equal(read_embedding(out).vectors["emb_params"], read_embedding(sample).vectors["emb_params"])
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_bad_file_fails_with_one_line_and_code(tmp_path: Path) -> None:
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(save_safetensors({"emb_params": torch.zeros(2, 512)}))

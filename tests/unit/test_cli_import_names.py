@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from pseudoword.cli.import_folder import embedding_files, is_negative_name, model_slug, trigger_from_stem
-from pseudoword.cli.registry_cmd import safe_filename, usage_snippet
+from pseudoword.cli.registry_cmd import usage_snippet
 from pseudoword.registry.core import parse_ref
+from pseudoword.registry.core.record import VersionRecord
+from pseudoword.registry.core.writing import safe_filename
+from pseudoword.registry.importing import embedding_files, is_negative_name, model_slug, trigger_from_stem
 
 
 @pytest.mark.parametrize(
@@ -76,11 +78,17 @@ def test_pulled_file_names_are_safe():
     assert safe_filename("..") == "embedding"
 
 
+def _record(model: str, kind: str, architecture: str) -> VersionRecord:
+    return VersionRecord.from_wire({"id": f"me:{model}@1", "source": "me", "model": model, "version": "1",
+                                    "trigger": model, "kind": kind, "architecture": architecture, "vectors": 1,
+                                    "sha256": "0" * 64, "size": 10})
+
+
 def test_usage_snippet_per_architecture_and_kind():
-    sd1 = usage_snippet({"id": "me:neg@1", "model": "neg", "trigger": "neg", "kind": "negative", "architecture": "sd1"})
+    sd1 = usage_snippet(_record("neg", "negative", "sd1"))
     assert sd1["embeddings"] == [{"model": "me:neg@1", "weight": -1.0}]
     assert 'load_textual_inversion("neg.diffusers.safetensors", token="neg")' in sd1["diffusers"]
     assert 'negative_prompt="neg"' in sd1["diffusers"]
-    xl = usage_snippet({"id": "me:xl@1", "model": "xl", "trigger": "xl", "kind": "positive", "architecture": "sdxl"})
+    xl = usage_snippet(_record("xl", "positive", "sdxl"))
     assert xl["embeddings"] == [{"model": "me:xl@1", "weight": 1.0}]
     assert "text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2" in xl["diffusers"]

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from pseudoword.registry.core import HashRef, ModelRef, parse_model_ref, parse_ref
 from pseudoword.registry.core.errors import InvalidReference
 
+pytestmark = pytest.mark.smoke  # run against the built wheel too (tests/unit/test_packaging.py)
+
 SOURCES = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,63}", fullmatch=True).filter(
     lambda s: s not in {"sha256", "autov2", "a1111", "urn"}
 )

@@ -85,6 +85,7 @@ def _resolve_in_process(cache_dir: str, queue) -> None:  # runs in a child proce
     queue.put(([r.sha256 for r in got], fake.downloads()))
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_two_processes_resolving_the_same_refs_leave_one_intact_entry(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import pseudoword.runtime.conditioning as conditioning
+from pseudoword.registry.core.errors import InvalidSetting
 from pseudoword.runtime import encode_request
 from pseudoword.runtime.clip_forward import transformer
 from pseudoword.runtime.conditioning_cache import ConditioningCache
@@ -141,8 +142,8 @@ def test_size_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PSEUDOWORD_CONDITIONING_CACHE", "16")
     assert ConditioningCache().max_bytes == 16 << 20
     monkeypatch.setenv("PSEUDOWORD_CONDITIONING_CACHE", "lots")
-    with pytest.raises(ValueError, match="PSEUDOWORD_CONDITIONING_CACHE must be a whole number of MiB"):
-        ConditioningCache()
+    with pytest.raises(InvalidSetting, match="PSEUDOWORD_CONDITIONING_CACHE must be a whole number, not 'lots'"):
+        ConditioningCache().max_bytes  # noqa: B018 - read on first use
 
 
 def test_off_means_every_side_is_encoded(sd1: Any, resolver: FakeResolver, forwards: list[int]) -> None:

@@ -150,6 +150,7 @@ def test_empty_rows_come_from_a_cache_that_follows_the_weights(sd1: Any) -> None
     assert torch.allclose(second, diffusers_empty(), atol=1e-5)
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_encoding_never_changes_the_pipeline(sd1: Any, sdxl: Any, resolver: FakeResolver,
                                              embeddings_dir: Path) -> None:
     before = {id(p): text_state(p) for p in (sd1, sdxl)}
@@ -161,6 +162,7 @@ def test_encoding_never_changes_the_pipeline(sd1: Any, sdxl: Any, resolver: Fake
     assert _same_state(before[id(sdxl)], text_state(sdxl))
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_eight_threads_give_the_results_of_running_one_by_one(sd1: Any, resolver: FakeResolver) -> None:
     refs = ["civitai:7808@9208", "civitai:116230@125849", "hf:charturner@2", "civitai:1@2"]
     weights = [1, 1.5, -1, -2.5, 0.75]

@@ -23,11 +23,12 @@ from tests.pipelines import FakeResolver, text_state
 
 
 @pytest.fixture(scope="module")
-def pipeline_dir(sd1: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small SD 1.x pipeline written by ``pseudoword demo-pipeline`` (the shipped tokenizer,
+def pipeline_dir(sd1: Any, tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small SD 1.x pipeline written by ``pseudoword demo-pipeline`` (the corpus tokenizer,
     the same seeded weights as the ``sd1`` fixture)."""
     target = tmp_path_factory.mktemp("pipeline") / "tiny-sd1"
-    result = CliRunner().invoke(app, ["demo-pipeline", str(target), "--arch", "sd1", "--json"])
+    result = CliRunner().invoke(app, ["demo-pipeline", str(target), "--arch", "sd1", "--tokenizer",
+                                      str(tokenizer_dir), "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["architecture"] == "sd1" and set(document["versions"]) >= {"torch", "diffusers"}
@@ -255,6 +256,28 @@ def test_demo_pipeline_is_the_test_pipeline(pipeline_dir: Path, sd1: Any) -> Non
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
 
 
+def test_demo_pipeline_without_a_tokenizer_says_where_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PSEUDOWORD_CLIP_TOKENIZER", raising=False)
+    import pseudoword.runtime.demo_pipeline as demo
+
+    monkeypatch.setattr(demo, "HUB_TOKENIZER", "pseudoword-tests/no-such-tokenizer")  # not in any cache
+    result = CliRunner().invoke(app, ["demo-pipeline", str(tmp_path / "demo"), "--arch", "sd1"])
+    assert result.exit_code == 1, result.output
+    assert "no CLIP tokenizer: pass --tokenizer DIR" in result.stderr and "PSEUDOWORD_CLIP_TOKENIZER" in result.stderr
+    assert not (tmp_path / "demo").exists() or not any((tmp_path / "demo").iterdir())
+
+
+def test_demo_pipeline_takes_the_tokenizer_from_the_environment(tokenizer_dir: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from pseudoword.runtime.demo_pipeline import tokenizer
+
+    monkeypatch.setenv("PSEUDOWORD_CLIP_TOKENIZER", str(tokenizer_dir))
+    assert tokenizer().vocab_size == 49408
+    monkeypatch.setenv("PSEUDOWORD_CLIP_TOKENIZER", str(tmp_path))
+    with pytest.raises(InvalidRequest, match="has no vocab.json"):
+        tokenizer()
+
+
 def test_demo_pipeline_refuses_a_directory_in_use(pipeline_dir: Path) -> None:
     result = CliRunner().invoke(app, ["demo-pipeline", str(pipeline_dir), "--arch", "sdxl"])
     assert result.exit_code == 1 and "is not an empty directory" in result.output
@@ -319,6 +342,7 @@ def test_cli_generate_failures_are_one_line_and_write_nothing(pipeline_dir: Path
     assert not out.exists()
 
 
+@pytest.mark.slow  # one of the slowest (a subprocess or a real pipeline); CI runs it
 def test_an_sde_scheduler_gives_the_same_png_in_two_processes(pipeline_dir: Path, embeddings_dir: Path,
                                                               tmp_path: Path) -> None:
     """``DPM++ SDE`` draws its noise from a Brownian tree that, unseeded, takes its seed from

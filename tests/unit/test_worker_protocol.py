@@ -140,19 +140,25 @@ def test_rest_status_and_envelope() -> None:
 def test_api_keys_from_the_environment_are_compared_and_hidden(monkeypatch: pytest.MonkeyPatch,
                                                                tmp_path: Path) -> None:
     keys = tmp_path / "keys"
-    keys.write_text("from-file\n\n")
+    keys.write_text("from-file\nkey-gamma, key-delta\n\n")
     monkeypatch.setenv("PSEUDOWORD_WORKER_API_KEYS", "key-alpha, key-beta")
-    monkeypatch.setenv("PSEUDOWORD_WORKER_API_KEYS_FILE", str(keys))
     settings = WorkerSettings.from_env()
-    assert settings.key_ok("key-beta") and settings.key_ok("from-file")
+    assert settings.key_ok("key-beta") and settings.key_ok("key-alpha") and not settings.key_ok("from-file")
     assert not settings.key_ok("three") and not settings.key_ok(None) and not settings.key_ok("x" * 10_000)
-    assert "key-alpha" not in repr(settings) and "from-file" not in repr(settings)
+    assert "key-alpha" not in repr(settings)
+    monkeypatch.setenv("PSEUDOWORD_WORKER_API_KEYS_FILE", str(keys))
+    with pytest.raises(core.InvalidSetting, match="not both"):
+        WorkerSettings.from_env()
+    monkeypatch.delenv("PSEUDOWORD_WORKER_API_KEYS")
+    settings = WorkerSettings.from_env()
+    assert settings.key_ok("from-file") and settings.key_ok("key-delta") and not settings.key_ok("key-alpha")
+    assert "from-file" not in repr(settings)
     assert WorkerSettings().key_ok("anything")  # no keys configured: open (the CLI warns)
     monkeypatch.setenv("PSEUDOWORD_WORKER_QUEUE_SIZE", "lots")
-    with pytest.raises(core.InvalidRequest, match="PSEUDOWORD_WORKER_QUEUE_SIZE must be a int"):
+    with pytest.raises(core.InvalidSetting, match="PSEUDOWORD_WORKER_QUEUE_SIZE must be a whole number"):
         WorkerSettings.from_env()
     monkeypatch.setenv("PSEUDOWORD_WORKER_QUEUE_SIZE", "-1")
-    with pytest.raises(core.InvalidRequest, match="must not be negative"):
+    with pytest.raises(core.InvalidSetting, match="must be at least 0"):
         WorkerSettings.from_env()
 
 

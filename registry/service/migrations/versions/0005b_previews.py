@@ -4,9 +4,9 @@ Revision ID: 0005b
 Revises: 0004
 Create Date: 2026-12-02
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
+from alembic import op
 
 revision = "0005b"
 down_revision = "0004"

@@ -1,4 +1,5 @@
-"""`pseudoword import`: publish a whole AUTOMATIC1111 / ComfyUI embeddings folder.
+"""Publish a whole AUTOMATIC1111 / ComfyUI embeddings folder (`pseudoword import` is a thin command
+over ``import_folder``; call it from Python with a ``RegistryClient``).
 
 Both UIs call an embedding by its file name, so each file becomes ``SOURCE:<slug>@VERSION``
 with the file stem as trigger and, as model name, the stem slugged to the ID grammar (accents
@@ -24,9 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.table import Column, Table
-from rich.text import Text
-
 from pseudoword.registry.core import canonical_bytes, parse_ref, read_embedding, read_file_bytes, trigger_from_stem
 from pseudoword.registry.core.errors import (
     Conflict,
@@ -37,13 +35,13 @@ from pseudoword.registry.core.errors import (
     StorageUnavailable,
     Unauthorized,
 )
+from pseudoword.registry.core.record import VersionRecord
 
 #: File suffixes A1111 and ComfyUI load as embeddings.
 EMBEDDING_SUFFIXES = (".pt", ".bin", ".safetensors")
 #: Errors that stop the whole import (every further upload would fail the same way).
 FATAL = (Unauthorized, Forbidden, RegistryUnreachable, StorageUnavailable)
 _NEGATIVE = re.compile(r"(?i)negative|(?:^|[-_ .])neg(?:$|[-_ .])")
-RESOLVE_BATCH = 256
 
 
 def model_slug(stem: str) -> str:
@@ -128,19 +126,6 @@ class ImportReport:
             line += f", not done {len(self.not_done)} (stopped: run again to finish)"
         return line
 
-    def table(self) -> Table:
-        table = Table(Column("File", overflow="fold"), Column("ID", overflow="fold"), "Result",
-                      Column("Detail", overflow="fold", ratio=1))
-        verb = "would publish" if self.dry_run else "published"
-        rows = [(r, Text(verb, "green"), f"{r['architecture']}, {r['vectors']} vector{'s' if r['vectors'] != 1 else ''}, trigger {r['trigger']!r}")
-                for r in self.published]
-        rows += [(r, Text("skipped", "yellow"), r.get("reason", "")) for r in self.skipped]
-        rows += [(r, Text("refused", "red"), f"{r['code']}: {r['message']}") for r in self.refused]
-        rows += [({"file": name}, Text("not done"), "") for name in self.not_done]
-        for row, result, detail in rows:  # Text cells: file names may hold [brackets]
-            table.add_row(Text(row["file"]), Text(row.get("id") or ""), result, Text(detail))
-        return table
-
 
 def _prepare(path: Path, plan: ImportPlan, report: ImportReport) -> _Item | None:
     """Read and validate one file locally; a refusal goes into the report."""
@@ -167,21 +152,17 @@ def _prepare(path: Path, plan: ImportPlan, report: ImportReport) -> _Item | None
     return item
 
 
-def _existing(client: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Records of the IDs the registry already has (one request per 256 IDs)."""
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), RESOLVE_BATCH):
-        chunk = ids[start : start + RESOLVE_BATCH]
-        for ref, result in zip(chunk, client.resolve(chunk), strict=True):
-            if result.get("record"):
-                found[ref] = result["record"]
-    return found
+def _existing(client: Any, ids: list[str]) -> dict[str, VersionRecord]:
+    """Records of the IDs the registry already has (the client batches the requests)."""
+    return {ref: result.record for ref, result in zip(ids, client.resolve(ids), strict=True)
+            if result.record is not None}
 
 
-def import_folder(plan: ImportPlan, client: Any, *, show_progress: bool = False,
+def import_folder(plan: ImportPlan, client: Any, *, progress: Callable[[int, int], None] | None = None,
                   warn: Callable[[str], None] = lambda _msg: None) -> ImportReport:
     """Run an import; never raises for a single file (it is refused), returns the report with
-    ``aborted`` set when an error stopped the whole run (server down, bad token)."""
+    ``aborted`` set when an error stopped the whole run (server down, bad token). ``progress``
+    hears (files uploaded, files to upload) after each upload."""
     report = ImportReport(dry_run=plan.dry_run)
     items: list[_Item] = []
     claimed: dict[str, _Item] = {}
@@ -215,47 +196,34 @@ def import_folder(plan: ImportPlan, client: Any, *, show_progress: bool = False,
         record = existing.get(item.id)  # type: ignore[arg-type]
         if record is None:
             to_upload.append(item)
-        elif item.sha256 in (record.get("original_sha256"), record.get("sha256")) or \
-                item.canonical_sha256 == record.get("sha256"):
+        elif item.sha256 in (record.original_sha256, record.sha256) or item.canonical_sha256 == record.sha256:
             report.skipped.append(item.summary(reason="already published"))
         else:
             report.refuse(item, Conflict.code,
-                          f"{item.id} is already published with other content (sha256 {record.get('original_sha256') or record.get('sha256')})")
+                          f"{item.id} is already published with other content (sha256 {record.original_sha256 or record.sha256})")
     if plan.dry_run:
         report.published.extend(item.summary() for item in to_upload)
         return report
-    _upload(to_upload, plan, client, report, show_progress)
+    _upload(to_upload, plan, client, report, progress)
     return report
 
 
-def _upload(items: list[_Item], plan: ImportPlan, client: Any, report: ImportReport, show_progress: bool) -> None:
-    progress = None
-    if show_progress and items:
-        from rich.progress import Progress
-
-        from pseudoword.cli.output import err_console
-
-        progress = Progress(console=err_console, transient=True)
-        progress.start()
-        task = progress.add_task("publishing", total=len(items))
-    try:
-        for index, item in enumerate(items):
-            try:
-                result = client.publish(item.data, id=item.id, filename=item.path.name, trigger=item.trigger,
-                                        kind=item.kind, tags=plan.tags)
-            except FATAL as exc:
-                report.aborted, report.not_done = exc, [i.file for i in items[index:]]
-                return
-            except PseudowordError as exc:
-                report.refuse(item, exc.code, exc.message)
+def _upload(items: list[_Item], plan: ImportPlan, client: Any, report: ImportReport,
+            progress: Callable[[int, int], None] | None) -> None:
+    for index, item in enumerate(items):
+        try:
+            result = client.publish(item.data, id=item.id, filename=item.path.name, trigger=item.trigger,
+                                    kind=item.kind, tags=plan.tags)
+        except FATAL as exc:
+            report.aborted, report.not_done = exc, [i.file for i in items[index:]]
+            return
+        except PseudowordError as exc:
+            report.refuse(item, exc.code, exc.message)
+        else:
+            record = result.record
+            if result.created:
+                report.published.append(item.summary(canonical_sha256=record.sha256))
             else:
-                record = result.record
-                if result.created:
-                    report.published.append(item.summary(canonical_sha256=record.get("sha256")))
-                else:
-                    report.skipped.append(item.summary(reason="already published"))
-            if progress is not None:
-                progress.advance(task)
-    finally:
+                report.skipped.append(item.summary(reason="already published"))
         if progress is not None:
-            progress.stop()
+            progress(index + 1, len(items))

@@ -1,1 +1,0 @@
-"""pseudoword: a registry and runtime for textual-inversion embeddings."""
