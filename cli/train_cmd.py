@@ -92,7 +92,7 @@ def train(
         "attention": result.attention,
     }
     if published is not None:
-        document["published"] = {**published.record, "created": published.created,
+        document["published"] = {**published.record.to_wire(), "created": published.created,
                                  "preview": published.preview_sent}
     if json:
         print_json(document)
@@ -106,8 +106,8 @@ def train(
     if result.samples:
         say(f"samples: {result.samples[-1].parent} ({len(result.samples)})")
     if published is not None:
-        note = "" if published.preview_sent else " (without a preview: this registry client has no preview upload)"
-        say(f"published {published.record.get('id')}{note}")
+        note = " with its final sample as the preview" if published.preview_sent else " (no sample was made: no preview)"
+        say(f"published {published.record.id}{note}")
 
 
 class _LossProgress:

@@ -28,9 +28,10 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pipeline_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
     folder = tmp_path_factory.mktemp("pipe") / "sd1"
-    made = CliRunner().invoke(app, ["demo-pipeline", str(folder), "--layers", "1", "--json"])
+    made = CliRunner().invoke(app, ["demo-pipeline", str(folder), "--layers", "1", "--json",
+                                    "--tokenizer", str(tokenizer_dir)])
     assert made.exit_code == 0, made.output
     return folder
 
@@ -59,11 +60,14 @@ def test_train_then_publish(pipeline_dir: Path, server: Server, tmp_path: Path) 
     assert [Path(p).name for p in report["samples"]] == ["zqtoy-000002.png"]
     assert report["precision"] == "float32"
     published = report["published"]
-    assert published["id"] == "studio:zqtoy@1" and published["created"] is True
+    assert published["id"] == "studio:zqtoy@1" and published["created"] is True and published["preview"] is True
     with RegistryClient(server.url) as client:
         record = client.get_version("studio:zqtoy@1")
-    assert (record["architecture"], record["vectors"], record["trigger"]) == ("sd1", 1, "zqtoy")
-    assert "style" not in record.get("tags", []) and "object" in record.get("tags", [])
+        previews = record.get("previews") or []
+        assert len(previews) == 1  # the final sample, stored as sent
+        assert client.preview_bytes(previews[0]["url"]) == Path(report["samples"][-1]).read_bytes()
+    assert (record.architecture, record.vectors, record.trigger) == ("sd1", 1, "zqtoy")
+    assert "style" not in record.tags and "object" in record.tags
 
 
 def test_bad_input_is_one_line_and_writes_nothing(pipeline_dir: Path, tmp_path: Path) -> None:
@@ -78,9 +82,9 @@ def test_bad_input_is_one_line_and_writes_nothing(pipeline_dir: Path, tmp_path: 
     assert not (tmp_path / "out").exists()
 
 
-def test_publish_sends_the_final_sample_where_the_client_takes_previews(tmp_path: Path) -> None:
-    """Issue 16 adds ``previews`` to ``RegistryClient.publish``; the trainer sends its last sample
-    there as soon as the client has it, and publishes without one before."""
+def test_publish_sends_the_final_sample_as_the_preview(tmp_path: Path) -> None:
+    """The trainer's last sample goes as the version's preview; a run without samples publishes
+    the file alone."""
     import torch
 
     from pseudoword.registry.client import PublishResult
@@ -91,26 +95,20 @@ def test_publish_sends_the_final_sample_where_the_client_takes_previews(tmp_path
     emb = Embedding({"emb_params": torch.zeros(1, 768)}, "sd1", "safetensors", name="zqtoy",
                     metadata={"pseudoword.kind": "style"})
     samples = [tmp_path / "zqtoy-000001.png", tmp_path / "zqtoy-000002.png"]
-    result = TrainResult(tmp_path / "zqtoy.safetensors", emb, [1, 2], [1.0, 0.9], tmp_path / "l.csv",
-                         tmp_path / "l.png", samples=samples)
     calls: list[dict[str, Any]] = []
 
-    class WithPreviews:
+    class Client:
         def publish(self, file: Path, *, id: str, filename: str | None = None, trigger: str | None = None,
                     kind: str | None = None, tags: tuple[str, ...] = (), title: str | None = None,
                     description: str | None = None, progress: Any = None, previews: tuple[Path, ...] = (),
                     ) -> PublishResult:
             calls.append({"id": id, "trigger": trigger, "tags": tags, "previews": list(previews)})
-            return PublishResult({"id": id}, True)
+            return PublishResult({"id": id}, True)  # type: ignore[arg-type]
 
-    class WithoutPreviews(WithPreviews):
-        def publish(self, file: Path, *, id: str, filename: str | None = None, trigger: str | None = None,
-                    kind: str | None = None, tags: tuple[str, ...] = (), title: str | None = None,
-                    description: str | None = None, progress: Any = None) -> PublishResult:
-            return super().publish(file, id=id, trigger=trigger, tags=tags)
-
-    assert publish_result(WithPreviews(), result, "studio:zqtoy@1").preview_sent is True
-    assert publish_result(WithoutPreviews(), result, "studio:zqtoy@2").preview_sent is False
+    for made in (samples, []):
+        result = TrainResult(tmp_path / "zqtoy.safetensors", emb, [1, 2], [1.0, 0.9], tmp_path / "l.csv",
+                             tmp_path / "l.png", samples=made)
+        assert publish_result(Client(), result, "studio:zqtoy@1").preview_sent is bool(made)  # type: ignore[arg-type]
     assert calls[0] == {"id": "studio:zqtoy@1", "trigger": "zqtoy", "tags": ("style", "textual-inversion"),
                         "previews": [samples[-1]]}
     assert calls[1]["previews"] == []
