@@ -88,9 +88,9 @@ class RegistryClient:
 
     def search(self, q: str | None = None, *, architecture: str | None = None, kind: str | None = None,
                tag: str | None = None, source: str | None = None, sort: str = "relevance", limit: int = 20,
-               cursor: str | None = None) -> dict[str, Any]:
+               cursor: str | None = None, base_model: str | None = None) -> dict[str, Any]:
         params = {"q": q, "architecture": architecture, "kind": kind, "tag": tag, "source": source,
-                  "sort": sort, "limit": limit, "cursor": cursor}
+                  "sort": sort, "limit": limit, "cursor": cursor, "base_model": base_model}
         return self._json("GET", f"{API}/embeddings", params={k: v for k, v in params.items() if v is not None})
 
     def get_model(self, source: str, model: str) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def _version_ref(source: str, model: str, version: str) -> ModelRef:
 
 
 _INLINE_RESOLVE_REFS = 16
-_FORMAT = Annotated[str, Parameter(max_length=16, description="safetensors (canonical), a1111 (.pt) or diffusers")]
+_FORMAT = Annotated[str, Parameter(max_length=16, description="original (the file as uploaded), safetensors (canonical), a1111 (.pt), diffusers, or the Hub layouts diffusers-bin, diffusers-clip_l, diffusers-clip_g")]
 
 
 class EmbeddingsController(Controller):
@@ -157,10 +157,11 @@ class EmbeddingsController(Controller):
         sort: Annotated[str, Parameter(max_length=16)] = "relevance",
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        base_model: Annotated[str | None, Parameter(max_length=32, description="e.g. SD 1.5, SDXL 1.0, Pony")] = None,
     ) -> dict[str, Any]:
         catalogue = catalogue_of(request)
         query = Query(q=q, architecture=architecture, kind=kind, tag=tag, source=source, sort=sort,
-                      limit=limit, cursor=cursor)
+                      limit=limit, cursor=cursor, base_model=base_model)
         with catalogue.session() as session:
             ids, next_cursor = search(session, query)
         return {"items": catalogue.records_by_ids(ids), "next_cursor": next_cursor}

@@ -16,8 +16,9 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from pseudoword.registry.core.embedding import ARCHITECTURES
-from pseudoword.registry.core.errors import InvalidRequest
-from pseudoword.registry.core.refs import SOURCE_RE
+from pseudoword.registry.core.errors import InvalidReference, InvalidRequest
+from pseudoword.registry.core.modelspec import BASE_MODELS
+from pseudoword.registry.core.refs import HASH_LENGTHS, SOURCE_RE, HashRef, parse_ref
 from pseudoword.registry.service.models import Model, Version
 
 SORTS = ("relevance", "newest", "downloads")
@@ -44,6 +45,7 @@ class Query:
     kind: str | None = None
     tag: str | None = None
     source: str | None = None
+    base_model: str | None = None
     sort: str = "relevance"
     limit: int = 20
     cursor: str | None = None
@@ -88,26 +90,57 @@ def index_model(session: Session, model: Model, latest: Version | None) -> None:
             )
 
 
+def hash_query(q: str | None) -> HashRef | None:
+    """A query that is a file hash (64, 12 or 10 hex digits, optionally ``sha256:`` etc.), else None."""
+    text_ = (q or "").strip()
+    if not text_ or len(text_) > 80 or " " in text_:
+        return None
+    try:
+        ref = parse_ref(text_.lower())
+    except InvalidReference:
+        return None
+    return ref if isinstance(ref, HashRef) else None
+
+
+def search_hash(session: Session, ref: HashRef, limit: int) -> list[int]:
+    """Ids of the versions one of whose files (upload, canonical, exports) has this hash: the
+    versions themselves, pinned ones included, newest unyanked first."""
+    if len(ref.value) == HASH_LENGTHS["sha256"]:
+        match, params = "f.sha256 = :digest", {"digest": ref.value}
+    else:
+        match, params = "f.sha256 >= :low AND f.sha256 < :high", {"low": ref.value, "high": ref.value + "g"}
+    rows = session.execute(text(
+        f"SELECT v.id FROM versions v WHERE v.id IN (SELECT f.version_id FROM version_files f WHERE {match}) "
+        "ORDER BY v.yanked, v.created_at DESC, v.id DESC LIMIT :limit"), {**params, "limit": limit}).scalars()
+    return list(rows)
+
+
 def search(session: Session, query: Query) -> tuple[list[int], str | None]:
-    """Ids of the matching models' latest versions, in order, and the cursor of the next page."""
+    """Ids of the matching models' latest versions, in order, and the cursor of the next page.
+    A query that is a file hash finds the versions with that file, when there are any."""
     if query.sort not in SORTS:
         raise InvalidRequest(f"sort must be one of {', '.join(SORTS)}, not {query.sort!r}")
     if not 1 <= query.limit <= 100:
         raise InvalidRequest("limit must be between 1 and 100")
     _check_filters(query)
+    digest = hash_query(query.q)
+    if digest is not None and not query.cursor:
+        found = search_hash(session, digest, query.limit)
+        if found:  # else the hex digits may be a word someone wrote: searched as text
+            return found, None
     dialect = session.get_bind().dialect.name
     words = _WORD.findall(query.q or "")[:MAX_QUERY_WORDS]
     sort = query.sort if words or query.sort != "relevance" else "newest"
     last = _decode_cursor(query.cursor, sort) if query.cursor else None  # before any early answer
     params: dict[str, Any] = {"limit": query.limit + 1}
     where = ["m.latest_version_id IS NOT NULL"]
-    for column in ("architecture", "kind", "source"):
+    for column in ("architecture", "kind", "source", "base_model"):
         value = getattr(query, column)
         if value:
             # SQLite has no statistics (nothing runs ANALYZE), so its planner takes the index of a
             # two- or three-valued column and sorts a third of the catalogue; '+' leaves it the
             # sort's index, which meets a page of matches within a few rows.
-            hint = "+" if dialect == "sqlite" and column != "source" else ""
+            hint = "+" if dialect == "sqlite" and column not in ("source", "base_model") else ""
             where.append(f"{hint}m.{column} = :{column}")
             params[column] = value
     if query.tag:
@@ -206,6 +239,8 @@ def _check_filters(query: Query) -> None:
         raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}")
     if query.source and not _SOURCE.fullmatch(query.source):
         raise InvalidRequest("source must be lowercase letters, digits, '_' or '-', at most 64")
+    if query.base_model and query.base_model not in BASE_MODELS:
+        raise InvalidRequest(f"base_model must be one of {', '.join(BASE_MODELS)}")
     if query.tag and not TAG.fullmatch(query.tag.lower()):
         raise InvalidRequest("tag must be letters, digits, space, '.', '_', '+' or '-'")
 
