@@ -17,6 +17,7 @@ from sqlalchemy import text
 from pseudoword.registry.core.errors import PseudowordError
 from pseudoword.registry.service.api import BlobsController, EmbeddingsController, TokensController
 from pseudoword.registry.service.catalogue import Catalogue
+from pseudoword.registry.service.compat_civitai import CivitaiController
 from pseudoword.registry.service.compat_hf import HubController
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                                   exclude=["/metrics"])
     app = RegistryApp(
         route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, TokensController,
-                        Cataloguepages, MetricsController, HubController],
+                        Cataloguepages, MetricsController, HubController, CivitaiController],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware, prometheus.middleware, *ratelimit.middleware(settings),
                     read_timeout_middleware(settings.read_timeout)],

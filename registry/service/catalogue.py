@@ -491,6 +491,25 @@ class Catalogue:
                                           .order_by(_V.c.created_at.desc(), _V.c.id.desc())).all()
         return model, list(versions)
 
+    def models_by_ids(self, model_ids: list[int]) -> tuple[dict[int, Row[Any]], dict[int, list[Row[Any]]],
+                                                          dict[int, list[Row[Any]]]]:
+        """Models by id, their versions (newest first) and each version's files, in three queries."""
+        if not model_ids:
+            return {}, {}, {}
+        with self._reader() as connection:
+            models = {row.id: row for row in connection.execute(select(_M).where(_M.c.id.in_(model_ids)))}
+            versions: dict[int, list[Row[Any]]] = {}
+            for row in connection.execute(select(_V).where(_V.c.model_id.in_(model_ids))
+                                          .order_by(_V.c.created_at.desc(), _V.c.id.desc())):
+                versions.setdefault(row.model_id, []).append(row)
+            files: dict[int, list[Row[Any]]] = {}
+            ids = [v.id for rows in versions.values() for v in rows]
+            for row in connection.execute(_Q_FILES, {"ids": ids}) if ids else []:
+                files.setdefault(row.version_id, []).append(row)
+        for rows in files.values():
+            rows.sort(key=lambda f: FILE_ORDER.index(f.format) if f.format in FILE_ORDER else 99)
+        return models, versions, files
+
     def version_by_id(self, version_id: int) -> Row[Any]:
         """One version by its numeric id (Civitai's modelVersionId)."""
         with self._reader() as connection:

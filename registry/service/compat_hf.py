@@ -86,8 +86,9 @@ def find_revision(catalogue: Catalogue, namespace: str, name: str, revision: str
                      revision=revision[:128])
 
 
-def hub_time(value: datetime | None) -> str | None:
-    """A timestamp as the Hub writes it (``2024-01-02T03:04:05.000Z``; huggingface_hub parses no other)."""
+def zulu_time(value: datetime | None) -> str | None:
+    """A timestamp as the Hub and Civitai write it (``2024-01-02T03:04:05.000Z``; huggingface_hub
+    parses no other)."""
     if value is None:
         return None
     value = value.astimezone(UTC) if value.tzinfo else value  # SQLite's are UTC without a zone
@@ -106,7 +107,7 @@ def model_info(model: Row[Any], version: Row[Any]) -> dict[str, Any]:
     return {
         "_id": hashlib.sha1(f"model:{model.id}".encode()).hexdigest()[:24],
         "id": repo, "modelId": repo, "author": model.source, "sha": commit_of(version),
-        "lastModified": hub_time(version.created_at), "createdAt": hub_time(model.created_at),
+        "lastModified": zulu_time(version.created_at), "createdAt": zulu_time(model.created_at),
         "private": False, "disabled": False, "gated": False, "downloads": model.downloads, "likes": 0,
         "library_name": "diffusers", "pipeline_tag": "text-to-image",
         "tags": ["diffusers", "textual_inversion", "text-to-image", f"pseudoword:{version.architecture}", *tags],
