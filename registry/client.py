@@ -69,11 +69,16 @@ class RegistryClient:
 
     def publish(self, file: Path | bytes, *, id: str, filename: str | None = None, trigger: str | None = None,
                 kind: str | None = None, tags: tuple[str, ...] | list[str] = (), title: str | None = None,
-                description: str | None = None, progress: Progress | None = None) -> PublishResult:
+                description: str | None = None, progress: Progress | None = None, base_model: str | None = None,
+                license: str | None = None, permissions: dict[str, Any] | None = None,
+                publisher: str | None = None) -> PublishResult:
+        """Publish a file; ``base_model`` (e.g. "SD 1.5"), ``license`` (SPDX), ``permissions``
+        (Civitai's allow* flags) and ``publisher`` are shown with the version."""
         data = file.read_bytes() if isinstance(file, Path) else bytes(file)
         name = filename or (file.name if isinstance(file, Path) else "embedding.safetensors")
         metadata = {"id": id, "trigger": trigger, "kind": kind, "tags": list(tags), "title": title,
-                    "description": description}
+                    "description": description, "base_model": base_model, "license": license,
+                    "permissions": permissions, "publisher": publisher}
         metadata = {key: value for key, value in metadata.items() if value not in (None, [])}
         request = self._http.build_request(
             "POST", f"{API}/embeddings",

@@ -145,3 +145,17 @@ def test_picklescan_verdict_is_kept_per_version(registry: Server, source: str) -
     st = publish(registry, save_safetensors({"emb_params": torch.zeros(1, 768)}), f"{source}:scan2@1",
                  filename="scan2.safetensors").json()
     assert st["pickle_scan"] == {"result": "Success", "message": "No Pickle imports"}
+
+
+def test_the_client_publishes_what_the_publisher_knows(registry: Server, source: str) -> None:
+    from pseudoword.registry.client import RegistryClient
+
+    with RegistryClient(registry.url, token=registry.admin_token) as client:
+        result = client.publish(a1111_file(15), id=f"{source}:viaclient@1", filename="viaclient.pt",
+                                base_model="SD 1.5", license="MIT", publisher="Studio X",
+                                permissions={"allowDerivatives": True})
+        assert result.created
+        found = client.by_hash(result.record["files"][0]["sha256"][:12])
+        assert (found["base_model"], found["license"], found["publisher"], found["permissions"]) == \
+            ("SD 1.5", "MIT", "Studio X", {"allowDerivatives": True})
+        assert [r["id"] for r in client.search(base_model="SD 1.5", source=source)["items"]] == [found["id"]]
