@@ -33,7 +33,7 @@ from litestar.concurrency import sync_to_thread
 from litestar.params import Parameter
 from sqlalchemy import Row
 
-from pseudoword.registry.core.errors import NotFound
+from pseudoword.registry.core.errors import InvalidReference, NotFound
 from pseudoword.registry.core.refs import parse_model_ref
 from pseudoword.registry.core.writing import safe_filename
 from pseudoword.registry.service.api import DOWNLOAD_ANSWERS, catalogue_of, errors
@@ -69,9 +69,9 @@ def find_revision(catalogue: Catalogue, namespace: str, name: str, revision: str
     try:
         ref = parse_model_ref(f"{namespace}:{name}")
         model, versions = catalogue.model_rows(ref.source, ref.model)
-    except Exception as exc:  # an invalid name is a repository that does not exist, as on the Hub
+    except (InvalidReference, NotFound) as exc:  # an invalid name is a repository that does not exist, as on the Hub
         raise _not_found(f"repository {namespace[:64]}/{name[:128]} not found", "RepoNotFound",
-                         reason=getattr(exc, "message", str(exc))[:200]) from None
+                         reason=exc.message[:200]) from None
     if revision == "main":
         latest = next((v for v in versions if v.id == model.latest_version_id), None)
         if latest is None:

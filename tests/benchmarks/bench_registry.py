@@ -295,7 +295,7 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
     from sqlalchemy import insert, text
 
     from pseudoword.registry.service.db import make_engine, migrate
-    from pseudoword.registry.service.models import Model, ModelTag, Source, Version
+    from pseudoword.registry.service.models import Model, ModelTag, Source, Version, VersionFile
     from pseudoword.registry.service.search import index_fields
     from pseudoword.registry.service.storage import open_store
 
@@ -309,7 +309,7 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
     rng = random.Random(5)
     now = datetime.now(UTC)
     sources = [{"id": k + 1, "name": name, "created_at": now} for k, name in enumerate(data.sources)]
-    models, versions, tags, fields = [], [], [], []
+    models, versions, tags, fields, files = [], [], [], [], []
     for row in data.rows:
         created = datetime.fromtimestamp(row["created"], UTC)
         blob = by_arch[row["architecture"]][row["id"] % len(by_arch[row["architecture"]])]
@@ -326,11 +326,15 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
             "original_size": blob["size"] + 100, "original_format": blob["original_format"],
             "training_metadata": "{}", "created_at": created, "yanked": False, "yanked_reason": None,
             "downloads": row["downloads"]})
+        files.extend(({"version_id": row["id"], "format": "safetensors", "filename": f"{row['trigger']}.safetensors",
+                       "sha256": blob["sha256"], "size": blob["size"], "stored": True},
+                      {"version_id": row["id"], "format": "original", "filename": f"{row['trigger']}.safetensors",
+                       "sha256": versions[-1]["original_sha256"], "size": blob["size"] + 100, "stored": False}))
         tags.extend({"model_id": row["id"], "tag": tag} for tag in row["tags"])
         fields.append({"id": row["id"], **index_fields(row["source"], row["name"], "1", row["title"],
                                                         row["description"], row["tags"], row["trigger"])})
     with engine.begin() as conn:
-        for table, rows in ((Source, sources), (Model, models), (Version, versions), (ModelTag, tags)):
+        for table, rows in ((Source, sources), (Model, models), (Version, versions), (VersionFile, files), (ModelTag, tags)):
             for k in range(0, len(rows), 5000):
                 conn.execute(insert(table.__table__), rows[k:k + 5000])  # type: ignore[attr-defined]
         if engine.dialect.name == "postgresql":
