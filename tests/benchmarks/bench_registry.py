@@ -296,6 +296,7 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
 
     from pseudoword.registry.service.db import make_engine, migrate
     from pseudoword.registry.service.models import Model, ModelTag, Source, Version, VersionFile
+    from pseudoword.registry.service import search_terms
     from pseudoword.registry.service.search import index_fields
     from pseudoword.registry.service.storage import open_store
 
@@ -356,6 +357,7 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
                 "INSERT INTO model_search (rowid, name, title, description, tags, trigger) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(f["id"], f["name"], f["title"], f["description"], f["tags"], f["trigger"]) for f in fields])
+            search_terms.rebuild(conn)  # the index's vocabulary, as index_model keeps it
     if engine.dialect.name == "postgresql":
         # What autovacuum does after a bulk change: planner statistics, and the GIN index's
         # pending list merged (else every text query scans the whole list). The service never

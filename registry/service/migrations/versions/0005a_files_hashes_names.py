@@ -1,5 +1,6 @@
 """Every file a version is served as (version_files), base model, licence, publisher and pickle scan
-per version; model names unique case-insensitively within a source
+per version; model names unique case-insensitively within a source; SQLite: the full-text index's
+vocabulary (search_terms)
 
 Versions published before this keep their canonical file and the hash of their upload (the
 upload's bytes were not kept then, unless they were the canonical file itself).
@@ -10,6 +11,8 @@ Create Date: 2026-12-02
 """
 import sqlalchemy as sa
 from alembic import op
+
+from pseudoword.registry.service import search_terms
 
 revision = "0005a"
 down_revision = "0004"
@@ -53,6 +56,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("version_id", "format"),
     )
     op.create_index("ix_version_files_sha256", "version_files", ["sha256"])
+    if bind.dialect.name == "sqlite":  # the full-text index's vocabulary (search_terms.py)
+        op.execute(search_terms.CREATE)
+        search_terms.rebuild(bind)
     op.execute("INSERT INTO version_files (version_id, format, filename, sha256, size, stored) "
                "SELECT id, 'safetensors', trigger || '.safetensors', sha256, size, TRUE FROM versions")
     op.execute("INSERT INTO version_files (version_id, format, filename, sha256, size, stored) "
@@ -62,6 +68,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE search_terms")
     op.drop_index("ix_version_files_sha256", "version_files")
     op.drop_table("version_files")
     op.drop_index("uq_models_source_lower_name", "models")
