@@ -81,6 +81,8 @@ def index_model(session: Session, model: Model, latest: Version | None) -> None:
             ),
             {**fields, "id": model.id},
         )
+        if latest is not None:
+            search_terms.remember(session, fields.values())
     else:
         session.execute(text("DELETE FROM model_search WHERE rowid = :id"), {"id": model.id})
         if latest is not None:
@@ -154,7 +156,7 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
     source = "models m"
     if words:
         if dialect == "postgresql":
-            params["tsq"] = " & ".join(f"{w.lower()}:*" for w in words)
+            params["tsq"] = search_terms.tsquery(session, words)
             where.append("m.search_vector @@ to_tsquery('simple', :tsq)")
             if sort == "relevance":
                 rank = "-CAST(ts_rank(m.search_vector, to_tsquery('simple', :tsq)) AS double precision)"  # best first

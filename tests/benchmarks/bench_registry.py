@@ -350,6 +350,7 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
                 "setweight(to_tsvector('simple', s.name), 'A') || setweight(to_tsvector('simple', s.trigger), 'A') || "
                 "setweight(to_tsvector('simple', s.title), 'B') || setweight(to_tsvector('simple', s.tags), 'B') || "
                 "setweight(to_tsvector('simple', s.description), 'C') FROM seed_fields s WHERE s.id = m.id"))
+            search_terms.rebuild(conn)  # the index's vocabulary, as index_model keeps it
             for table in ("sources", "models", "versions"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
         else:

@@ -1,5 +1,5 @@
 """Every file a version is served as (version_files), base model, licence, publisher and pickle scan
-per version; model names unique case-insensitively within a source; SQLite: the full-text index's
+per version; model names unique case-insensitively within a source; the full-text index's
 vocabulary (search_terms)
 
 Versions published before this keep their canonical file and the hash of their upload (the
@@ -56,9 +56,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("version_id", "format"),
     )
     op.create_index("ix_version_files_sha256", "version_files", ["sha256"])
-    if bind.dialect.name == "sqlite":  # the full-text index's vocabulary (search_terms.py)
-        op.execute(search_terms.CREATE)
-        search_terms.rebuild(bind)
+    op.execute(search_terms.CREATE[bind.dialect.name])  # the full-text index's vocabulary (search_terms.py)
+    search_terms.rebuild(bind)
     op.execute("INSERT INTO version_files (version_id, format, filename, sha256, size, stored) "
                "SELECT id, 'safetensors', trigger || '.safetensors', sha256, size, TRUE FROM versions")
     op.execute("INSERT INTO version_files (version_id, format, filename, sha256, size, stored) "
@@ -68,8 +67,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("DROP TABLE search_terms")
+    op.execute("DROP TABLE search_terms")
     op.drop_index("ix_version_files_sha256", "version_files")
     op.drop_table("version_files")
     op.drop_index("uq_models_source_lower_name", "models")
