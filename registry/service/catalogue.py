@@ -305,7 +305,7 @@ class Catalogue:
         with self.session() as session:
             existing = self._find_version(session, ref)
             if existing is not None:
-                return self._same_or_conflict(existing, stored.sha256, canonical), False
+                return self.with_files(self._same_or_conflict(existing, stored.sha256, canonical))[0], False
         hints = file_hints(emb.metadata, emb.architecture)
         trigger = (request.trigger or (hints.trigger and check_text(hints.trigger, "modelspec.trigger_phrase"))
                    or check_text(default_trigger(emb, filename), "the file name"))
@@ -356,7 +356,7 @@ class Catalogue:
                     session.rollback()
                     existing = self._find_version(session, ref)
                     if existing is not None:  # a concurrent publish of the same ID won the race
-                        return self._same_or_conflict(existing, stored.sha256, canonical), False
+                        return self.with_files(self._same_or_conflict(existing, stored.sha256, canonical))[0], False
                     version = Version.model_validate(version.model_dump(exclude={"id"}))
         raise Conflict(f"could not publish {ref}: concurrent changes kept conflicting; try again")
 

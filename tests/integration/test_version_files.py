@@ -82,7 +82,7 @@ def test_model_names_compare_case_insensitively_keeping_the_first_spelling(regis
     assert resolve(registry, [f"{source}:easyTHING@1"])[0]["record"]["id"] == f"{source}:EasyThing@1"
     # the same ID in another case is the same version: same content is a no-op, other content a conflict
     again = publish(registry, a1111_file(4), f"{source}:EASYTHING@1", filename="EasyThing.pt")
-    assert again.status_code == 200
+    assert again.status_code == 200 and again.json()["files"] == first.json()["files"]
     clash = publish(registry, a1111_file(6), f"{source}:easything@1", filename="x.pt")
     assert clash.status_code == 409 and error_code(clash) == "conflict"
     items = get(registry, "/api/v1/embeddings", params={"source": source}).json()["items"]
