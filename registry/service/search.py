@@ -171,13 +171,16 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
                 # Two ways to a page sorted by newest or downloads: collect every match and sort
                 # them (cost grows with the matches), or walk the sort's index and ask the text
                 # index about each model (cost grows with catalogue / matches). Which is cheaper
-                # depends on how common the words are: counted, up to where walking wins.
-                walk_from = _walk_threshold(session, query.limit)
-                count = session.execute(text(f"SELECT count(*) FROM ({matches} LIMIT :cap)"),
-                                        {**params, "cap": walk_from}).scalar_one()
-                if count >= walk_from:
+                # depends on how common the words are, estimated from how closely the newest
+                # matches lie (read lazily, newest first: cheap however common the words are).
+                newest = session.execute(text(f"{matches} ORDER BY rowid DESC LIMIT :cap"),
+                                         {**params, "cap": RELEVANCE_CANDIDATES}).scalars().all()
+                estimated = float(len(newest))
+                if len(newest) == RELEVANCE_CANDIDATES:
+                    estimated *= _catalogue_size(session) / max(1, newest[0] - newest[-1] + 1)
+                if estimated >= _walk_threshold(session, query.limit):
                     where.append("EXISTS (SELECT 1 FROM model_search s WHERE model_search MATCH :fts AND s.rowid = m.id)")
-                else:  # '+': SQLite (no statistics) would otherwise prefer the id index and sort
+                else:
                     where.append(f"m.id IN ({matches})")
         if sort == "relevance" and dialect == "postgresql":
             # The candidates are the newest matches (backwards along the primary key, or through
@@ -246,10 +249,14 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
 _PROBE_PER_MATCH = 25 / 0.3
 
 
+def _catalogue_size(session: Session) -> int:
+    """The text index's largest rowid (models are numbered from 1): the catalogue's size, near enough."""
+    return int(session.execute(text("SELECT max(rowid) FROM model_search")).scalar() or 0)
+
+
 def _walk_threshold(session: Session, limit: int) -> int:
     """How many matches make walking the sort's index cheaper than sorting every match."""
-    size = session.execute(text("SELECT max(rowid) FROM model_search")).scalar() or 0
-    return max(RELEVANCE_CANDIDATES, int(math.sqrt((limit + 1) * size * _PROBE_PER_MATCH)))
+    return max(RELEVANCE_CANDIDATES, int(math.sqrt((limit + 1) * _catalogue_size(session) * _PROBE_PER_MATCH)))
 
 
 def _check_filters(query: Query) -> None:
