@@ -76,12 +76,17 @@ class RegistryClient:
     def publish(self, file: Path | bytes, *, id: str, filename: str | None = None, trigger: str | None = None,
                 kind: str | None = None, tags: tuple[str, ...] | list[str] = (), title: str | None = None,
                 description: str | None = None, progress: Progress | None = None,
-                previews: list[Path] | tuple[Path, ...] = ()) -> PublishResult:
-        """Publish a file, with preview images (PNG/JPEG/WEBP) checked and stored beside it."""
+                previews: list[Path] | tuple[Path, ...] = (), base_model: str | None = None,
+                license: str | None = None, permissions: dict[str, Any] | None = None,
+                publisher: str | None = None) -> PublishResult:
+        """Publish a file, with preview images (PNG/JPEG/WEBP) checked and stored beside it;
+        ``base_model`` (e.g. "SD 1.5"), ``license`` (SPDX), ``permissions`` (Civitai's allow* flags)
+        and ``publisher`` are shown with the version."""
         data = file.read_bytes() if isinstance(file, Path) else bytes(file)
         name = filename or (file.name if isinstance(file, Path) else "embedding.safetensors")
         metadata = {"id": id, "trigger": trigger, "kind": kind, "tags": list(tags), "title": title,
-                    "description": description}
+                    "description": description, "base_model": base_model, "license": license,
+                    "permissions": permissions, "publisher": publisher}
         metadata = {key: value for key, value in metadata.items() if value not in (None, [])}
         request = self._http.build_request(
             "POST", f"{API}/embeddings",
@@ -96,9 +101,9 @@ class RegistryClient:
 
     def search(self, q: str | None = None, *, architecture: str | None = None, kind: str | None = None,
                tag: str | None = None, source: str | None = None, sort: str = "relevance", limit: int = 20,
-               cursor: str | None = None) -> dict[str, Any]:
+               cursor: str | None = None, base_model: str | None = None) -> dict[str, Any]:
         params = {"q": q, "architecture": architecture, "kind": kind, "tag": tag, "source": source,
-                  "sort": sort, "limit": limit, "cursor": cursor}
+                  "sort": sort, "limit": limit, "cursor": cursor, "base_model": base_model}
         return self._json("GET", f"{API}/embeddings", params={k: v for k, v in params.items() if v is not None})
 
     def iter_search(self, q: str | None = None, *, limit: int | None = None, cursor: str | None = None,

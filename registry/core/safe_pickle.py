@@ -4,14 +4,13 @@ Only the torch zip format (what ``torch.save`` writes since PyTorch 1.6, and eve
 embedding file we know) is accepted, and it is read with PyTorch's restricted ``weights_only``
 unpickler plus exactly the extra class real A1111 files need (``torch.nn.ParameterDict``). The zip
 is checked for member count and uncompressed size before torch touches it. Raw pickle streams are
-never unpickled: their opcodes are only scanned (``pickletools``) so that a hostile one is reported
-as such.
+never unpickled: their opcodes are only scanned (by picklescan, the scanner the Hugging Face Hub
+and Civitai run) so that a hostile one is reported as such.
 """
 
 from __future__ import annotations
 
 import io
-import pickletools
 import re
 import zipfile
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 
 from pseudoword.registry.core.errors import InvalidFile, TooLarge, UnsafePickle
 from pseudoword.registry.core.limits import Limits
+from pseudoword.registry.core.pickle_scan import pickle_imports
 
 ZIP_MAGIC = b"PK\x03\x04"
 #: Classes beyond torch's own weights-only allowlist that real embedding files contain.
@@ -57,7 +57,7 @@ def load_torch_zip(data: bytes, limits: Limits) -> Any:
 
 def refuse_raw_pickle(data: bytes) -> None:
     """Explain why a bare pickle stream is refused, without unpickling it."""
-    globals_named = _scan_globals(data)
+    globals_named, _dangerous = pickle_imports(data)
     if globals_named:
         raise UnsafePickle(
             f"refused pickle: it imports {', '.join(sorted(globals_named)[:5])}; a raw pickle is never loaded",
@@ -100,25 +100,6 @@ def _check_zip(data: bytes, limits: Limits) -> None:
         size = max(member.file_size for member in pickles)
         raise TooLarge(f"the file's pickle is {size} bytes; at most {limits.max_pickle_bytes} allowed "
                        "(an embedding's is under 2 KB)", {"pickle_bytes": size, "limit": limits.max_pickle_bytes})
-
-
-def _scan_globals(data: bytes) -> set[str]:
-    """Names a pickle would import, found by parsing opcodes only (nothing is executed)."""
-    found: set[str] = set()
-    strings: list[str] = []
-    try:
-        for opcode, arg, _pos in pickletools.genops(io.BytesIO(data)):
-            if opcode.name in ("GLOBAL", "INST") and isinstance(arg, str):
-                found.add(arg.replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL":
-                found.add(".".join(strings[-2:]) if len(strings) >= 2 else "a global")
-            elif opcode.name in ("REDUCE", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD") and not found:
-                found.add(f"a callable ({opcode.name})")
-            if isinstance(arg, str):
-                strings.append(arg)
-    except Exception:  # noqa: BLE001 - malformed opcodes end the scan; what was found stands
-        pass
-    return found
 
 
 def _named_global(text: str) -> str:

@@ -24,7 +24,13 @@ from pseudoword.registry.core.reading import META_ARCH, META_NAME, META_SOURCE_F
 ExportFormat = Literal["safetensors", "a1111", "diffusers"]
 EXPORT_FORMATS: tuple[str, ...] = ("safetensors", "a1111", "diffusers")
 #: File name suffix for each export, chosen so A1111 and ComfyUI pick the file up.
-EXPORT_SUFFIXES = {"safetensors": ".safetensors", "a1111": ".pt", "diffusers": ".safetensors"}
+EXPORT_SUFFIXES = {"safetensors": ".safetensors", "a1111": ".pt", "diffusers": ".safetensors",
+                   "diffusers-bin": ".bin", "diffusers-clip_l": ".safetensors", "diffusers-clip_g": ".safetensors"}
+#: The single-tensor files diffusers' ``load_textual_inversion`` takes from a Hub repository:
+#: ``{<trigger>: [n, d]}`` as a torch pickle (sd1/sd2, ``learned_embeds.bin``), and for sdxl one
+#: safetensors file per text encoder (two calls, one per encoder).
+HUB_FORMATS: dict[str, tuple[str, ...]] = {"sd1": ("diffusers-bin",), "sd2": ("diffusers-bin",),
+                                           "sdxl": ("diffusers-clip_l", "diffusers-clip_g")}
 #: The placeholder token id A1111 writes in string_to_token (its own files all say 265).
 _A1111_TOKEN_ID = 265
 
@@ -46,7 +52,24 @@ def export_bytes(emb: Embedding, fmt: str, trigger: str) -> bytes:
         if emb.architecture == "sdxl":
             return _safetensors(dict(emb.vectors), {})
         return _safetensors({trigger: emb.vectors["emb_params"]}, {})
-    raise InvalidRequest(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "diffusers-bin" and emb.architecture != "sdxl":
+        buffer = io.BytesIO()
+        torch.save({trigger: emb.vectors["emb_params"].clone()}, buffer)
+        return buffer.getvalue()
+    if fmt in ("diffusers-clip_l", "diffusers-clip_g") and emb.architecture == "sdxl":
+        return _safetensors({trigger: emb.vectors[fmt.removeprefix("diffusers-")]}, {})
+    raise InvalidRequest(f"unknown export format {fmt!r} for {emb.architecture}; expected one of "
+                         f"{', '.join(served_formats(emb.architecture))}")
+
+
+def served_formats(architecture: str) -> tuple[str, ...]:
+    """Every file the registry derives from a version and serves (all stored and hashed at publish)."""
+    return EXPORT_FORMATS + HUB_FORMATS.get(architecture, ())
+
+
+def all_exports(emb: Embedding, trigger: str) -> dict[str, bytes]:
+    """Each served format's bytes (the canonical file included): byte-identical in any process."""
+    return {fmt: export_bytes(emb, fmt, trigger) for fmt in served_formats(emb.architecture)}
 
 
 def safe_filename(trigger: str) -> str:

@@ -149,7 +149,7 @@ def _preview_files(parts: Any, catalogue: Catalogue) -> list[tuple[str | None, b
 
 
 _INLINE_RESOLVE_REFS = 16
-_FORMAT = Annotated[str, Parameter(max_length=16, description="safetensors (canonical), a1111 (.pt) or diffusers")]
+_FORMAT = Annotated[str, Parameter(max_length=16, description="original (the file as uploaded), safetensors (canonical), a1111 (.pt), diffusers, or the Hub layouts diffusers-bin, diffusers-clip_l, diffusers-clip_g")]
 
 
 class EmbeddingsController(Controller):
@@ -216,10 +216,11 @@ class EmbeddingsController(Controller):
         sort: Annotated[str, Parameter(max_length=16)] = "relevance",
         limit: Annotated[int, Parameter(ge=1, le=MAX_SEARCH_PAGE)] = 20,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        base_model: Annotated[str | None, Parameter(max_length=32, description="e.g. SD 1.5, SDXL 1.0, Pony")] = None,
     ) -> dict[str, Any]:
         catalogue = catalogue_of(request)
         query = Query(q=q, architecture=architecture, kind=kind, tag=tag, source=source, sort=sort,
-                      limit=limit, cursor=cursor)
+                      limit=limit, cursor=cursor, base_model=base_model)
         with catalogue.session() as session:
             ids, next_cursor = search(session, query)
         items = catalogue.previews.add_to_records(catalogue.records_by_ids(ids))

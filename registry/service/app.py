@@ -18,6 +18,8 @@ from pseudoword.registry.core.errors import PseudowordError
 from pseudoword.registry.service import ratelimit
 from pseudoword.registry.service.api import BlobsController, EmbeddingsController, PreviewsController, TokensController
 from pseudoword.registry.service.catalogue import Catalogue
+from pseudoword.registry.service.compat_civitai import CivitaiController
+from pseudoword.registry.service.compat_hf import HubController
 from pseudoword.registry.service.db import make_engine, migrate
 from pseudoword.registry.service.errors import EXCEPTION_HANDLERS
 from pseudoword.registry.service.http import ALL_HEADERS, RegistryApp, read_timeout_middleware
@@ -86,7 +88,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                                   exclude=["/metrics"])
     app = RegistryApp(
         route_handlers=[healthz, readyz, EmbeddingsController, BlobsController, PreviewsController, TokensController,
-                        whoami, Cataloguepages, MetricsController, *static_routers()],
+                        whoami, Cataloguepages, MetricsController, HubController, CivitaiController,
+                        *static_routers()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware, prometheus.middleware, *ratelimit.middleware(settings),
                     read_timeout_middleware(settings.read_timeout)],

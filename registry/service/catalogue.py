@@ -12,11 +12,14 @@ same check heals a version whose blob went missing when its ID and content are p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, bindparam, func, select
@@ -43,9 +46,12 @@ from pseudoword.registry.core.errors import (
 )
 from pseudoword.registry.core.hashes import HASH_LENGTHS, a1111_hash, autov2
 from pseudoword.registry.core.limits import Limits
+from pseudoword.registry.core.modelspec import canonical_base_model, file_hints
+from pseudoword.registry.core.pickle_scan import scan_file
 from pseudoword.registry.core.text import check_text
+from pseudoword.registry.core.writing import EXPORT_SUFFIXES, all_exports, safe_filename
 from pseudoword.registry.service.download_counts import DownloadCounter
-from pseudoword.registry.service.models import Model, Preview, Source, Version, utcnow
+from pseudoword.registry.service.models import Model, Preview, Source, Version, VersionFile, utcnow
 from pseudoword.registry.service.previews import Previews
 from pseudoword.registry.service.resolve_cache import NoWatcher, ResolveCache
 from pseudoword.registry.service.search import KINDS, TAG, index_model
@@ -53,22 +59,31 @@ from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import BlobStore
 from pseudoword.registry.service.storage_guard import GuardedStore
 
-_V, _M = Version.__table__, Model.__table__  # type: ignore[attr-defined]
+_V, _M, _F = Version.__table__, Model.__table__, VersionFile.__table__  # type: ignore[attr-defined]
 # Read statements, built once and run with Core on a plain connection: resolve is on the path of
 # every generation request, and building ORM statements and loading ORM objects was most of its cost.
 _Q_VERSION = (select(_V).join(_M, _M.c.id == _V.c.model_id)  # through two unique indexes
-              .where(_M.c.source == bindparam("source"), _M.c.name == bindparam("model"),
+              .where(_M.c.source == bindparam("source"), func.lower(_M.c.name) == bindparam("model"),
                      _V.c.version == bindparam("version")).limit(1))
 _Q_LATEST = (select(_M.c.latest_version_id.label("latest_id"), _V)
              .select_from(_M.outerjoin(_V, _V.c.id == _M.c.latest_version_id))
-             .where(_M.c.source == bindparam("source"), _M.c.name == bindparam("model")).limit(1))
+             .where(_M.c.source == bindparam("source"), func.lower(_M.c.name) == bindparam("model")).limit(1))
 _HASH_ORDER = (_V.c.yanked, _V.c.created_at, _V.c.id)
-_Q_HASH = (select(_V).where((_V.c.sha256 == bindparam("digest")) | (_V.c.original_sha256 == bindparam("digest")))
+# Any file a version is served as: the upload, the canonical file, every export (version_files).
+_Q_HASH = (select(_V).where(_V.c.id.in_(select(_F.c.version_id).where(_F.c.sha256 == bindparam("digest"))))
            .order_by(*_HASH_ORDER).limit(1))
-_Q_HASH_PREFIX = (select(_V).where(  # a range, so the indexes serve the prefix match
-    ((_V.c.sha256 >= bindparam("low")) & (_V.c.sha256 < bindparam("high")))
-    | ((_V.c.original_sha256 >= bindparam("low")) & (_V.c.original_sha256 < bindparam("high"))))
+_Q_HASH_PREFIX = (select(_V).where(_V.c.id.in_(  # a range, so the index serves the prefix match
+    select(_F.c.version_id).where((_F.c.sha256 >= bindparam("low")) & (_F.c.sha256 < bindparam("high")))))
     .order_by(*_HASH_ORDER).limit(1))
+_Q_FILES = select(_F).where(_F.c.version_id.in_(bindparam("ids", expanding=True))).order_by(_F.c.version_id)
+_Q_FILE = select(_F).where(_F.c.version_id == bindparam("id"), _F.c.format == bindparam("format"))
+#: The order files are listed in (the upload first: what Civitai calls the primary file).
+FILE_ORDER = ("original", "safetensors", "a1111", "diffusers", "diffusers-bin", "diffusers-clip_l", "diffusers-clip_g")
+_SPDX = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*(?:\s+(?:AND|OR|WITH)\s+[A-Za-z0-9][A-Za-z0-9.+-]*)*")
+#: Civitai's licence flags (a model's ``allow*`` fields) and the values each takes.
+PERMISSION_FLAGS = {"allowNoCredit": bool, "allowDerivatives": bool, "allowDifferentLicense": bool,
+                    "allowCommercialUse": list}
+COMMERCIAL_USES = ("None", "Image", "RentCivit", "Rent", "Sell")
 _Q_BY_IDS = select(_V).where(_V.c.id.in_(bindparam("ids", expanding=True)))
 _Q_BLOB = select(_V.c.size).where(_V.c.sha256 == bindparam("digest")).limit(1)
 #: Key of the PostgreSQL advisory lock between gc's deletions (exclusive) and publishes' commits (shared).
@@ -81,11 +96,15 @@ CRASH_HOOK = "PSEUDOWORD_TEST_CRASH_AFTER_BLOB"
 class PublishRequest:
     id: str
     trigger: str | None = None
-    kind: str = "positive"
+    kind: str | None = None  # None: the file's ModelSpec says, else positive
     tags: tuple[str, ...] = ()
     title: str = ""
     description: str = ""
     ecosystem: str | None = None  # the architecture a full AIR asked for; the file must match
+    base_model: str | None = None  # checked against the file's architecture at publish
+    license: str | None = None  # an SPDX expression
+    permissions: dict[str, Any] = field(default_factory=dict)  # Civitai's allow* flags
+    publisher: str = ""
 
 
 def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishRequest:
@@ -102,7 +121,8 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
         raise InvalidRequest(f"metadata is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("metadata must be a JSON object")
-    unknown = set(data) - {"id", "trigger", "kind", "tags", "title", "description"}
+    unknown = set(data) - {"id", "trigger", "kind", "tags", "title", "description", "base_model", "license",
+                           "permissions", "publisher"}
     if unknown:
         raise InvalidRequest(f"unknown metadata fields: {', '.join(sorted(unknown))}")
 
@@ -118,8 +138,8 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
     if not isinstance(ref_text, str):
         raise InvalidRequest("metadata 'id' is required: SOURCE:MODEL@VERSION")
     ref = parse_model_ref(ref_text, require_version=True)
-    kind = data.get("kind") or "positive"
-    if kind not in KINDS:
+    kind = data.get("kind") or None
+    if kind is not None and kind not in KINDS:
         raise InvalidRequest(f"metadata 'kind' must be 'positive' or 'negative', not {kind!r}")
     tags = data.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -136,12 +156,40 @@ def parse_metadata(raw: str | bytes | None, settings: Settings) -> PublishReques
     trigger = text_field("trigger", settings.max_trigger_length) or None
     if trigger is not None and (any(c.isspace() for c in trigger) or "," in trigger):
         raise InvalidRequest(f"trigger {trigger!r} must be one word (no spaces or commas)")
+    base_model = text_field("base_model", 64) or None
+    if base_model is not None:
+        base_model = canonical_base_model(base_model)  # its architecture is checked against the file's
+    license_text = text_field("license", 128) or None
+    if license_text is not None and not _SPDX.fullmatch(license_text):
+        raise InvalidRequest(f"metadata 'license' must be an SPDX licence expression (e.g. CreativeML-OpenRAIL-M, "
+                             f"MIT, Apache-2.0 OR MIT), not {license_text[:80]!r}")
     return PublishRequest(
         id=str(ref), trigger=trigger, kind=kind, tags=tuple(dict.fromkeys(clean_tags)),
         title=text_field("title", settings.max_title_length),
         description=text_field("description", settings.max_description_length),
-        ecosystem=ref.ecosystem,
+        ecosystem=ref.ecosystem, base_model=base_model, license=license_text,
+        permissions=_permissions(data.get("permissions")), publisher=text_field("publisher", 128),
     )
+
+
+def _permissions(value: Any) -> dict[str, Any]:
+    """Civitai's licence flags as given at publish, checked: only known flags, each of its type."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest("metadata 'permissions' must be an object of Civitai's flags: "
+                             + ", ".join(PERMISSION_FLAGS))
+    unknown = set(value) - set(PERMISSION_FLAGS)
+    if unknown:
+        raise InvalidRequest(f"unknown permissions {', '.join(sorted(unknown))[:200]}; expected "
+                             + ", ".join(PERMISSION_FLAGS))
+    for key, kind in PERMISSION_FLAGS.items():
+        if key in value and not isinstance(value[key], kind):
+            raise InvalidRequest(f"permissions {key!r} must be a {'list' if kind is list else 'boolean'}")
+    uses = value.get("allowCommercialUse", [])
+    if not all(isinstance(use, str) and use in COMMERCIAL_USES for use in uses) or len(uses) > len(COMMERCIAL_USES):
+        raise InvalidRequest(f"permissions 'allowCommercialUse' takes a list of {', '.join(COMMERCIAL_USES)}")
+    return {key: value[key] for key in PERMISSION_FLAGS if key in value}
 
 
 def record(version: Version | Row[Any]) -> dict[str, Any]:
@@ -151,6 +199,8 @@ def record(version: Version | Row[Any]) -> dict[str, Any]:
     return {
         "id": ref,
         "air": f"urn:air:{version.architecture}:embedding:{ref}",
+        "version_id": version.id,
+        "model_id": version.model_id,
         "source": version.source,
         "model": version.model,
         "version": version.version,
@@ -169,6 +219,11 @@ def record(version: Version | Row[Any]) -> dict[str, Any]:
         "original_format": version.original_format,
         "autov2": autov2(hashes_source),
         "a1111_hash": a1111_hash(hashes_source),
+        "base_model": version.base_model,
+        "license": version.license,
+        "permissions": json.loads(version.permissions or "{}"),
+        "publisher": version.publisher or version.source,
+        "pickle_scan": {"result": version.pickle_scan_result, "message": version.pickle_scan_message},
         "metadata": json.loads(version.training_metadata or "{}"),
         "yanked": version.yanked,
         "yanked_reason": version.yanked_reason,
@@ -176,6 +231,13 @@ def record(version: Version | Row[Any]) -> dict[str, Any]:
         "downloads": version.downloads,
         "download_url": download_path(version.source, version.model, version.version),
     }
+
+
+def file_record(file: VersionFile | Row[Any]) -> dict[str, Any]:
+    """One file of a version with every hash people name it by (AutoV2 = first 10 hex of the
+    SHA-256; A1111's short hash = first 12 of the SHA-256 of the file A1111 loads, which is this one)."""
+    return {"format": file.format, "filename": file.filename, "size": file.size, "sha256": file.sha256,
+            "autov2": file.sha256[:10], "a1111_hash": file.sha256[:12], "stored": file.stored}
 
 
 def resolved_record(version: Version | Row[Any]) -> dict[str, Any]:
@@ -238,49 +300,80 @@ class Catalogue:
             raise ArchitectureMismatch(
                 f"the ID asks for {request.ecosystem} (urn:air:{request.ecosystem}:...) but the file is {emb.architecture}",
                 {"requested": request.ecosystem, "found": emb.architecture})
+        if request.base_model is not None:
+            canonical_base_model(request.base_model, emb.architecture)
         canonical = canonical_bytes(emb)
         stored, original = file_hashes(canonical), file_hashes(data)
         with self.session() as session:
             existing = self._find_version(session, ref)
             if existing is not None:
-                return self._same_or_conflict(existing, stored.sha256, canonical), False
-        trigger = request.trigger or check_text(default_trigger(emb, filename), "the file name")
+                return self.with_files(self._same_or_conflict(existing, stored.sha256, canonical))[0], False
+        hints = file_hints(emb.metadata, emb.architecture)
+        trigger = (request.trigger or (hints.trigger and check_text(hints.trigger, "modelspec.trigger_phrase"))
+                   or check_text(default_trigger(emb, filename), "the file name"))
+        kind = request.kind or ("negative" if hints.negative else "positive")
         training_metadata = json.dumps(emb.metadata, sort_keys=True)
         carried = sum(map(len, (trigger, request.title, request.description, training_metadata, *request.tags)))
         if carried > self.settings.max_record_chars:
             raise TooLarge(f"the record would carry {carried} characters of text; at most "
                            f"{self.settings.max_record_chars} allowed", {"characters": carried})
+        files = self._served_files(emb, trigger, data, filename)
         self.store.put(stored.sha256, canonical)
+        for blob_digest, blob in {f.sha256: content for f, content in files}.items():
+            if blob_digest != stored.sha256:
+                self.store.put(blob_digest, blob)
         if os.environ.get(CRASH_HOOK) == "1":
             os._exit(17)
+        scan = scan_file(data)
         version = Version(
             model_id=0, source=ref.source, model=ref.model, version=ref.version or "",
-            architecture=emb.architecture, vectors=emb.num_vectors, dtype=emb.dtype, kind=request.kind,
+            architecture=emb.architecture, vectors=emb.num_vectors, dtype=emb.dtype, kind=kind,
             trigger=trigger,
             tags=json.dumps(list(request.tags)), title=request.title, description=request.description,
             sha256=stored.sha256, size=len(canonical), original_sha256=original.sha256, original_size=len(data),
             original_format=emb.source_format, training_metadata=training_metadata,
+            base_model=request.base_model or hints.base_model, license=request.license or _spdx(hints.license),
+            permissions=json.dumps(request.permissions, sort_keys=True), publisher=request.publisher,
+            pickle_scan_result=scan.result, pickle_scan_message=scan.message,
         )
         for _attempt in range(3):
             with self.session() as session:
                 try:
                     model = self._model_for(session, ref)
                     version.model_id = model.id or 0
+                    version.model = model.name  # the first spelling published
                     session.add(version)
                     session.flush()
+                    for file, _content in files:
+                        session.add(VersionFile.model_validate({**file.model_dump(), "version_id": version.id}))
                     self._refresh_latest(session, model)
                     self._lock_blobs(session, exclusive=False)
                     session.commit()
                     self.resolve_cache.changed()
                     self._ensure_blob(stored.sha256, canonical)
-                    return record(version), True
+                    for file, content in files:
+                        self._ensure_blob(file.sha256, content)
+                    return self.with_files(record(version))[0], True
                 except IntegrityError:
                     session.rollback()
                     existing = self._find_version(session, ref)
                     if existing is not None:  # a concurrent publish of the same ID won the race
-                        return self._same_or_conflict(existing, stored.sha256, canonical), False
+                        return self.with_files(self._same_or_conflict(existing, stored.sha256, canonical))[0], False
                     version = Version.model_validate(version.model_dump(exclude={"id"}))
         raise Conflict(f"could not publish {ref}: concurrent changes kept conflicting; try again")
+
+    @staticmethod
+    def _served_files(emb: Any, trigger: str, data: bytes, filename: str | None) -> list[tuple[VersionFile, bytes]]:
+        """The upload and every file derived from it, each with the name it is downloaded as."""
+        exports = all_exports(emb, trigger)
+        stem = safe_filename(trigger)
+        upload_suffix = PurePath(filename or "").suffix.lower()
+        if upload_suffix not in (".safetensors", ".pt", ".bin", ".ckpt"):
+            upload_suffix = ".safetensors" if data[8:9] == b"{" else ".pt"
+        files = [("original", stem + upload_suffix, data)]
+        files += [(fmt, stem + EXPORT_SUFFIXES[fmt], content) for fmt, content in exports.items()]
+        return [(VersionFile(version_id=0, format=fmt, filename=name, sha256=hashlib.sha256(content).hexdigest(),
+                             size=len(content), stored=True), content) for fmt, name, content in files]
 
     def _ensure_blob(self, sha256: str, canonical: bytes) -> None:
         """After a commit: the row's blob is there (a gc deletion that raced the commit is undone)."""
@@ -309,7 +402,8 @@ class Catalogue:
         return record(existing)
 
     def _model_for(self, session: Session, ref: ModelRef) -> Model:
-        model = session.execute(select(Model).where(Model.source == ref.source, Model.name == ref.model)).scalars().first()
+        model = session.execute(select(Model).where(
+            Model.source == ref.source, func.lower(Model.name) == ref.model.lower())).scalars().first()
         if model is not None:
             return model
         source = session.execute(select(Source).where(Source.name == ref.source)).scalars().first()
@@ -340,6 +434,7 @@ class Catalogue:
         model.latest_created_at = latest.created_at if latest else None
         model.architecture = latest.architecture if latest else None
         model.kind = latest.kind if latest else None
+        model.base_model = latest.base_model if latest else None
         session.add(model)
         session.flush()
         index_model(session, model, latest)
@@ -352,12 +447,14 @@ class Catalogue:
         # indexed, where versions' own source/model copies are not (that was a full scan).
         return session.execute(
             select(Version).join(Model, Model.id == Version.model_id)  # type: ignore[arg-type]
-            .where(Model.source == ref.source, Model.name == ref.model, Version.version == ref.version).limit(1)
+            .where(Model.source == ref.source, func.lower(Model.name) == ref.model.lower(),
+                   Version.version == ref.version).limit(1)
         ).scalars().first()
 
     def get_model(self, source: str, name: str) -> dict[str, Any]:
         with self.session() as session:
-            model = session.execute(select(Model).where(Model.source == source, Model.name == name)).scalars().first()
+            model = session.execute(select(Model).where(
+                Model.source == source, func.lower(Model.name) == name.lower())).scalars().first()
             if model is None:
                 raise NotFound(f"no model {source}:{name}")
             versions = session.execute(
@@ -366,18 +463,82 @@ class Catalogue:
             ).scalars().all()
             latest = next((v for v in versions if v.id == model.latest_version_id), None)
             return {
-                "id": f"{source}:{name}", "source": source, "model": name, "downloads": model.downloads,
-                "created_at": _iso(model.created_at),
+                "id": f"{source}:{model.name}", "source": source, "model": model.name, "model_id": model.id,
+                "downloads": model.downloads, "created_at": _iso(model.created_at),
                 "latest": latest.version if latest else None,
-                "versions": [record(v) for v in versions],
+                "versions": self.with_files(*[record(v) for v in versions]),
             }
+
+    def with_files(self, *records: dict[str, Any]) -> list[dict[str, Any]]:
+        """Records with their ``files`` (the upload first), read in one query."""
+        if not records:
+            return []
+        by_version: dict[int, list[dict[str, Any]]] = {}
+        with self._reader() as connection:
+            for row in connection.execute(_Q_FILES, {"ids": [r["version_id"] for r in records]}):
+                by_version.setdefault(row.version_id, []).append(file_record(row))
+        for rec in records:
+            files = by_version.get(rec["version_id"], [])
+            rec["files"] = sorted(files, key=lambda f: FILE_ORDER.index(f["format"]) if f["format"] in FILE_ORDER else 99)
+        return list(records)
+
+    def model_rows(self, source: str, name: str) -> tuple[Row[Any], list[Row[Any]]]:
+        """A model's row and its versions' rows, newest first (the compatible routes' view of it)."""
+        with self._reader() as connection:
+            model = connection.execute(select(_M).where(_M.c.source == source, func.lower(_M.c.name) == name.lower())
+                                       .limit(1)).first()
+            if model is None:
+                raise NotFound(f"no model {source}:{name}")
+            versions = connection.execute(select(_V).where(_V.c.model_id == model.id)
+                                          .order_by(_V.c.created_at.desc(), _V.c.id.desc())).all()
+        return model, list(versions)
+
+    def models_by_ids(self, model_ids: list[int]) -> tuple[dict[int, Row[Any]], dict[int, list[Row[Any]]],
+                                                          dict[int, list[Row[Any]]]]:
+        """Models by id, their versions (newest first) and each version's files, in three queries."""
+        if not model_ids:
+            return {}, {}, {}
+        with self._reader() as connection:
+            models = {row.id: row for row in connection.execute(select(_M).where(_M.c.id.in_(model_ids)))}
+            versions: dict[int, list[Row[Any]]] = {}
+            for row in connection.execute(select(_V).where(_V.c.model_id.in_(model_ids))
+                                          .order_by(_V.c.created_at.desc(), _V.c.id.desc())):
+                versions.setdefault(row.model_id, []).append(row)
+            files: dict[int, list[Row[Any]]] = {}
+            ids = [v.id for rows in versions.values() for v in rows]
+            for row in connection.execute(_Q_FILES, {"ids": ids}) if ids else []:
+                files.setdefault(row.version_id, []).append(row)
+        for rows in files.values():
+            rows.sort(key=lambda f: FILE_ORDER.index(f.format) if f.format in FILE_ORDER else 99)
+        return models, versions, files
+
+    def version_by_id(self, version_id: int) -> Row[Any]:
+        """One version by its numeric id (Civitai's modelVersionId)."""
+        with self._reader() as connection:
+            version = connection.execute(select(_V).where(_V.c.id == version_id)).first()
+        if version is None:
+            raise NotFound(f"no version with id {version_id}")
+        return version
+
+    def by_hash_row(self, text_: str) -> Row[Any]:
+        """The versions row a hash finds (see ``by_hash``)."""
+        ref = parse_ref(text_)
+        if not isinstance(ref, HashRef):
+            raise InvalidRequest(f"{text_!r} is not a hash: expected 64, 12 or 10 hex digits")
+        with self._reader() as connection:
+            return self._by_hash(connection, ref)
+
+    def version_file(self, version_id: int, fmt: str) -> Row[Any] | None:
+        """One served file of a version (None: that format is not stored for it)."""
+        with self._reader() as connection:
+            return connection.execute(_Q_FILE, {"id": version_id, "format": fmt}).first()
 
     def get_version(self, ref: ModelRef) -> dict[str, Any]:
         with self._reader() as connection:
             version = connection.execute(_Q_VERSION, _ref_params(ref)).first()
-            if version is None:
-                raise NotFound(f"no version {ref}")
-            return record(version)
+        if version is None:
+            raise NotFound(f"no version {ref}")
+        return self.with_files(record(version))[0]
 
     def resolve_one(self, connection: Connection, text: str) -> dict[str, Any]:
         ref = parse_ref(text)
@@ -435,7 +596,8 @@ class Catalogue:
         if not isinstance(ref, HashRef):
             raise InvalidRequest(f"{text!r} is not a hash: expected 64, 12 or 10 hex digits")
         with self._reader() as connection:
-            return record(self._by_hash(connection, ref))
+            found = record(self._by_hash(connection, ref))
+        return self.with_files(found)[0]
 
     @staticmethod
     def _by_hash(connection: Connection, ref: HashRef) -> Row[Any]:
@@ -505,6 +667,7 @@ class Catalogue:
         with self.session() as session:
             referenced = set(session.execute(select(Version.sha256).distinct()).scalars().all())
             referenced |= _preview_digests(session)
+            referenced |= set(session.execute(select(VersionFile.sha256).distinct()).scalars().all())
         cutoff = time.time() - grace
         for blob in sorted(self.store.list_blobs(), key=lambda b: b.sha256):
             if blob.sha256 in referenced:
@@ -522,7 +685,8 @@ class Catalogue:
         """Delete one blob if, under the blob lock, no row refers to it and it is still old."""
         with self.session() as session:
             self._lock_blobs(session, exclusive=True)
-            if session.execute(select(Version.id).where(Version.sha256 == sha256).limit(1)).first():
+            if (session.execute(select(Version.id).where(Version.sha256 == sha256).limit(1)).first()
+                    or session.execute(select(VersionFile.version_id).where(VersionFile.sha256 == sha256).limit(1)).first()):
                 return False  # a publish committed meanwhile
             if sha256 in _preview_digests(session, sha256):
                 return False  # a preview (image or thumbnail) refers to it
@@ -548,7 +712,12 @@ def _preview_digests(session: Session, only: str | None = None) -> set[str]:
 
 
 def _ref_params(ref: ModelRef) -> dict[str, str | None]:
-    return {"source": ref.source, "model": ref.model, "version": ref.version}
+    return {"source": ref.source, "model": ref.model.lower(), "version": ref.version}
+
+
+def _spdx(text: str | None) -> str | None:
+    """A licence a file names (ModelSpec), kept when it is an SPDX expression."""
+    return text if text and len(text) <= 128 and _SPDX.fullmatch(text) else None
 
 
 def _iso(value: datetime | None) -> str | None:

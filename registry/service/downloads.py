@@ -24,9 +24,9 @@ from litestar.concurrency import sync_to_thread
 from litestar.enums import MediaType
 from litestar.response import Redirect
 
-from pseudoword.registry.core import EXPORT_FORMATS, export_bytes, read_embedding
-from pseudoword.registry.core.errors import InvalidRequest
-from pseudoword.registry.core.writing import EXPORT_SUFFIXES, safe_filename
+from pseudoword.registry.core import export_bytes, read_embedding
+from pseudoword.registry.core.errors import InvalidRequest, NotFound
+from pseudoword.registry.core.writing import EXPORT_SUFFIXES, safe_filename, served_formats
 from pseudoword.registry.service.catalogue import Catalogue
 
 #: A marker the HEAD rewrite (app.py) leaves in the scope: HEAD is served as GET without a body.
@@ -51,20 +51,31 @@ def is_head(request: Request[Any, Any, Any]) -> bool:
 
 
 async def serve_version(request: Request[Any, Any, Any], catalogue: Catalogue, version: Any,
-                        fmt: str = "safetensors") -> Response[Any]:
-    """Answer a download of ``version`` (a versions row) in ``fmt``: safetensors (the canonical
-    bytes), a1111 or diffusers (exports carrying this version's trigger)."""
-    if fmt not in EXPORT_FORMATS:
-        raise InvalidRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt[:20]!r}")
-    filename = safe_filename(version.trigger) + EXPORT_SUFFIXES[fmt]
+                        fmt: str = "safetensors", headers: dict[str, str] | None = None,
+                        filename: str | None = None) -> Response[Any]:
+    """Answer a download of ``version`` (a versions row) in ``fmt``: original (the file as
+    uploaded), safetensors (the canonical bytes) or an export carrying this version's trigger.
+    ``headers`` are added to the answer (the Hub's), ``filename`` replaces the usual name."""
+    formats = ("original", *served_formats(version.architecture))
+    if fmt not in formats:
+        raise InvalidRequest(f"format must be one of {', '.join(formats)}, not {fmt[:20]!r}")
     count = BackgroundTask(catalogue.count_download, version)
+    stored = await sync_to_thread(catalogue.version_file, version.id, fmt)
+    if stored is not None and stored.stored:  # every file of a version published since 0005a
+        name = filename or (stored.filename if fmt == "original" else safe_filename(version.trigger) + EXPORT_SUFFIXES[fmt])
+        file = _File(f'"{stored.sha256}"', stored.size, name, _IMMUTABLE)
+        return await _serve(request, catalogue, stored.sha256, file, count, extra=headers)
+    if fmt == "original":
+        raise NotFound("the file as uploaded was not kept for this version (published before uploads were kept); "
+                       "its hash still finds it", {"original_sha256": version.original_sha256})
+    filename = filename or safe_filename(version.trigger) + EXPORT_SUFFIXES[fmt]
     if fmt == "safetensors":
         file = _File(f'"{version.sha256}"', version.size, filename, _IMMUTABLE)
-        return await _serve(request, catalogue, version.sha256, file, count)
+        return await _serve(request, catalogue, version.sha256, file, count, extra=headers)
     canonical = await catalogue.store.aget(version.sha256)
     data = await sync_to_thread(_export, canonical, fmt, version.trigger)
     file = _File(f'"{hashlib.sha256(data).hexdigest()}"', len(data), filename, _EXPORT_CACHE)
-    return await _serve(request, catalogue, version.sha256, file, count, data)
+    return await _serve(request, catalogue, version.sha256, file, count, data, extra=headers)
 
 
 async def serve_blob(request: Request[Any, Any, Any], catalogue: Catalogue, sha256: str, size: int) -> Response[Any]:
@@ -78,9 +89,10 @@ def _export(canonical: bytes, fmt: str, trigger: str) -> bytes:
 
 
 async def _serve(request: Request[Any, Any, Any], catalogue: Catalogue, sha256: str, file: _File,
-                 count: BackgroundTask | None, data: bytes | None = None) -> Response[Any]:
+                 count: BackgroundTask | None, data: bytes | None = None,
+                 extra: dict[str, str] | None = None) -> Response[Any]:
     headers = {"ETag": file.etag, "Cache-Control": file.cache_control, "Accept-Ranges": "bytes",
-               "Content-Disposition": content_disposition(file.filename)}
+               "Content-Disposition": content_disposition(file.filename), **(extra or {})}
     condition = _precondition(request, file.etag)
     if condition is not None:
         return Response(b"", status_code=condition, media_type="application/octet-stream", headers=headers)

@@ -50,7 +50,11 @@ def error_response(status: int, code: str, message: str, detail: dict[str, Any] 
 
 
 def on_domain_error(_: Request, exc: e.PseudowordError) -> Response[dict[str, Any]]:
-    return error_response(exc.status, exc.code, exc.message, exc.detail)
+    # The Hugging Face compatible routes name the kind of a 404 as the Hub does (compat_hf.py).
+    hub_code = exc.detail.get("hf_error_code") if isinstance(exc.detail, dict) else None
+    message = "".join(c if " " <= c <= "~" else "?" for c in exc.message[:200])  # a header holds ASCII only
+    headers = {"X-Error-Code": hub_code, "X-Error-Message": message} if isinstance(hub_code, str) else None
+    return error_response(exc.status, exc.code, exc.message, exc.detail, headers)
 
 
 def on_http_error(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 
@@ -33,6 +33,8 @@ class Model(SQLModel, table=True):
         UniqueConstraint("source", "name", name="uq_models_source_name"),
         Index("ix_models_latest_created", "latest_created_at", "id"),
         Index("ix_models_downloads", "downloads", "id"),
+        # Names compare case-insensitively within a source; the first spelling is kept for display.
+        Index("uq_models_source_lower_name", "source", func.lower(Column("name")), unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -45,6 +47,7 @@ class Model(SQLModel, table=True):
     latest_created_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     architecture: str | None = Field(default=None, max_length=8, index=True)
     kind: str | None = Field(default=None, max_length=16, index=True)
+    base_model: str | None = Field(default=None, max_length=32, index=True)
 
 
 class Version(SQLModel, table=True):
@@ -74,6 +77,26 @@ class Version(SQLModel, table=True):
     yanked: bool = False
     yanked_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     downloads: int = 0
+    base_model: str | None = Field(default=None, max_length=32)
+    license: str | None = Field(default=None, max_length=128)  # an SPDX expression
+    permissions: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))  # JSON: Civitai's flags
+    publisher: str = Field(default="", max_length=128)
+    pickle_scan_result: str = Field(default="Pending", max_length=16)  # Civitai's pickleScanResult
+    pickle_scan_message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class VersionFile(SQLModel, table=True):
+    """Every file a version is served as (the upload, the canonical file, each export), each
+    stored as a content-addressed blob at publish, so any of their hashes finds the version."""
+
+    __tablename__ = "version_files"
+
+    version_id: int = Field(foreign_key="versions.id", primary_key=True)
+    format: str = Field(max_length=32, primary_key=True)  # original, safetensors, a1111, diffusers, ...
+    filename: str = Field(max_length=300)
+    sha256: str = Field(max_length=64, index=True)
+    size: int
+    stored: bool = True  # False: only the hash is known (an upload from before files were kept)
 
 
 class Preview(SQLModel, table=True):

@@ -295,7 +295,8 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
     from sqlalchemy import insert, text
 
     from pseudoword.registry.service.db import make_engine, migrate
-    from pseudoword.registry.service.models import Model, ModelTag, Source, Version
+    from pseudoword.registry.service.models import Model, ModelTag, Source, Version, VersionFile
+    from pseudoword.registry.service import search_terms
     from pseudoword.registry.service.search import index_fields
     from pseudoword.registry.service.storage import open_store
 
@@ -309,7 +310,7 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
     rng = random.Random(5)
     now = datetime.now(UTC)
     sources = [{"id": k + 1, "name": name, "created_at": now} for k, name in enumerate(data.sources)]
-    models, versions, tags, fields = [], [], [], []
+    models, versions, tags, fields, files = [], [], [], [], []
     for row in data.rows:
         created = datetime.fromtimestamp(row["created"], UTC)
         blob = by_arch[row["architecture"]][row["id"] % len(by_arch[row["architecture"]])]
@@ -326,11 +327,15 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
             "original_size": blob["size"] + 100, "original_format": blob["original_format"],
             "training_metadata": "{}", "created_at": created, "yanked": False, "yanked_reason": None,
             "downloads": row["downloads"]})
+        files.extend(({"version_id": row["id"], "format": "safetensors", "filename": f"{row['trigger']}.safetensors",
+                       "sha256": blob["sha256"], "size": blob["size"], "stored": True},
+                      {"version_id": row["id"], "format": "original", "filename": f"{row['trigger']}.safetensors",
+                       "sha256": versions[-1]["original_sha256"], "size": blob["size"] + 100, "stored": False}))
         tags.extend({"model_id": row["id"], "tag": tag} for tag in row["tags"])
         fields.append({"id": row["id"], **index_fields(row["source"], row["name"], "1", row["title"],
                                                         row["description"], row["tags"], row["trigger"])})
     with engine.begin() as conn:
-        for table, rows in ((Source, sources), (Model, models), (Version, versions), (ModelTag, tags)):
+        for table, rows in ((Source, sources), (Model, models), (Version, versions), (VersionFile, files), (ModelTag, tags)):
             for k in range(0, len(rows), 5000):
                 conn.execute(insert(table.__table__), rows[k:k + 5000])  # type: ignore[attr-defined]
         if engine.dialect.name == "postgresql":
@@ -345,6 +350,7 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
                 "setweight(to_tsvector('simple', s.name), 'A') || setweight(to_tsvector('simple', s.trigger), 'A') || "
                 "setweight(to_tsvector('simple', s.title), 'B') || setweight(to_tsvector('simple', s.tags), 'B') || "
                 "setweight(to_tsvector('simple', s.description), 'C') FROM seed_fields s WHERE s.id = m.id"))
+            search_terms.rebuild(conn)  # the index's vocabulary, as index_model keeps it
             for table in ("sources", "models", "versions"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
         else:
@@ -352,6 +358,7 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
                 "INSERT INTO model_search (rowid, name, title, description, tags, trigger) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(f["id"], f["name"], f["title"], f["description"], f["tags"], f["trigger"]) for f in fields])
+            search_terms.rebuild(conn)  # the index's vocabulary, as index_model keeps it
     if engine.dialect.name == "postgresql":
         # What autovacuum does after a bulk change: planner statistics, and the GIN index's
         # pending list merged (else every text query scans the whole list). The service never

@@ -129,9 +129,10 @@ def test_crash_between_blob_write_and_row_commit(backend: Backend, tmp_path: Pat
         server.admin_token = server.admin_token or crashing.admin_token
         try:
             assert get(server, "/api/v1/embeddings/studio/crashy/1").status_code == 404  # no row
-            assert len(_blob_digests(server)) == 1  # the harmless orphan
+            # the harmless orphans: the upload, the canonical file and its 3 exports (all written before the row)
+            assert len(_blob_digests(server)) == 5
             gc = _gc(server, "--dry-run")
-            assert len(gc["orphans"]) == 1 and gc["removed"] == []
+            assert len(gc["orphans"]) == 5 and gc["removed"] == []
             retried = publish(server, random_embedding(seed=60), "studio:crashy@1")
             assert retried.status_code == 201
             digest = retried.json()["sha256"]
@@ -151,7 +152,8 @@ def test_crash_between_blob_write_and_row_commit(backend: Backend, tmp_path: Pat
                 LocalBlobStore(data_dir / "blobs").put(hashlib.sha256(orphan).hexdigest(), orphan)
             assert _gc(server)["removed"] == []  # younger than the grace period: a publish may be about to use it
             assert _gc(server, "--grace-seconds", "0")["removed"] == [hashlib.sha256(orphan).hexdigest()]
-            assert _blob_digests(server) == {digest}
+            assert _blob_digests(server) == {file["sha256"] for file in retried.json()["files"]}
+            assert digest in _blob_digests(server)
         finally:
             server.stop()
     finally:
