@@ -63,11 +63,48 @@ def _existing_id(value: int, what: str) -> int:
     return value
 
 
-def version_images(catalogue: Catalogue, version_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    """Each version's preview images in Civitai's ``images[]`` shape (``url``, ``nsfw``, ``width``,
-    ``height``, ``hash``, ``type``, ``meta``). Previews arrive with issue 16's other half: until
-    then every version has none."""
-    return {version_id: [] for version_id in version_ids}
+def version_images(catalogue: Catalogue, base: str, version_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each version's preview images (previews.py) in Civitai's ``images[]`` shape: ``url``,
+    ``nsfw``/``nsfwLevel`` (nothing is rated here: safe), ``width``, ``height``, ``hash`` (Civitai's is
+    a BlurHash placeholder, which we do not compute: null), ``type``, ``meta`` (the A1111 settings
+    the image carried, under Civitai's names)."""
+    found = catalogue.previews.for_version_ids(version_ids)
+    return {version_id: [{"url": base + image["url"], "nsfw": False, "nsfwLevel": 1,
+                          "width": image["width"], "height": image["height"], "hash": None, "type": "image",
+                          "meta": infotext_meta(image["parameters"]) or None}
+                         for image in found.get(version_id, [])]
+            for version_id in version_ids}
+
+
+#: A1111's infotext keys (its last line, "Steps: 20, Sampler: Euler a, ...") as Civitai's meta names them.
+_META_KEYS = {"Steps": "steps", "Sampler": "sampler", "CFG scale": "cfgScale", "Seed": "seed", "Size": "Size",
+              "Model": "Model", "Model hash": "Model hash", "Clip skip": "Clip skip"}
+
+
+def infotext_meta(text: str) -> dict[str, Any]:
+    """Civitai's ``meta`` from an image's A1111 ``parameters``: the prompt, the negative prompt and
+    the settings line; keys Civitai does not name are left out."""
+    if not text.strip():
+        return {}
+    lines = text.strip().split("\n")
+    settings = lines.pop() if len(lines) > 1 and lines[-1].startswith("Steps: ") else ""
+    negative = next((i for i, line in enumerate(lines) if line.startswith("Negative prompt: ")), len(lines))
+    meta: dict[str, Any] = {"prompt": "\n".join(lines[:negative]).strip()}
+    if negative < len(lines):
+        meta["negativePrompt"] = "\n".join(lines[negative:])[len("Negative prompt: "):].strip()
+    for item in settings.split(", "):
+        key, _, value = item.partition(": ")
+        if key in _META_KEYS and value:
+            meta[_META_KEYS[key]] = int(value) if value.isdigit() else float(value) if _is_float(value) else value
+    return meta
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _base(request: Request[Any, Any, Any]) -> str:
@@ -141,13 +178,13 @@ def model_doc(base: str, model: Row[Any], versions: list[Row[Any]], files: dict[
 
 def _models(catalogue: Catalogue, base: str, model_ids: list[int]) -> list[dict[str, Any]]:
     models, versions, files = catalogue.models_by_ids(model_ids)
-    images = version_images(catalogue, [v.id for rows in versions.values() for v in rows])
+    images = version_images(catalogue, base, [v.id for rows in versions.values() for v in rows])
     return [model_doc(base, models[i], versions.get(i, []), files, images) for i in model_ids if i in models]
 
 
 def _version(catalogue: Catalogue, base: str, version: Row[Any]) -> dict[str, Any]:
     models, _versions, files = catalogue.models_by_ids([version.model_id])
-    images = version_images(catalogue, [version.id])
+    images = version_images(catalogue, base, [version.id])
     return version_doc(base, models[version.model_id], version, files.get(version.id, []), images[version.id])
 
 
