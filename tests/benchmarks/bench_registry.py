@@ -294,9 +294,9 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
 
     from sqlalchemy import insert, text
 
+    from pseudoword.registry.service import search_terms
     from pseudoword.registry.service.db import make_engine, migrate
     from pseudoword.registry.service.models import Model, ModelTag, Source, Version, VersionFile
-    from pseudoword.registry.service import search_terms
     from pseudoword.registry.service.search import index_fields
     from pseudoword.registry.service.storage import open_store
 

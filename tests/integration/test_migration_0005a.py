@@ -11,7 +11,6 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from pseudoword.registry.core import parse_ref
-
 from pseudoword.registry.service.db import MIGRATIONS, make_engine, migrate, migration_lock
 from pseudoword.registry.service.search import search_hash
 
