@@ -26,11 +26,12 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from msgspec import Meta
 from sqlalchemy import Row
 
 from pseudoword.registry.core.errors import InvalidRequest, NotFound, PseudowordError
+from pseudoword.registry.core.versions import newest_first
 from pseudoword.registry.core.writing import served_formats
 from pseudoword.registry.service.api import DOWNLOAD_ANSWERS, MAX_ID, catalogue_of, errors
 from pseudoword.registry.service.catalogue import FILE_ORDER, Catalogue
@@ -161,7 +162,9 @@ def version_doc(base: str, model: Row[Any], version: Row[Any], files: list[Row[A
 def model_doc(base: str, model: Row[Any], versions: list[Row[Any]], files: dict[int, list[Row[Any]]],
               images: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
     """A model as ``/api/v1/models/{id}`` (and each item of the list) answers it."""
-    latest = next((v for v in versions if v.id == model.latest_version_id), versions[0] if versions else None)
+    # The catalogue's latest; with every version yanked, the newest speaks for the model.
+    latest = next((v for v in versions if v.id == model.latest_version_id),
+                  max(versions, key=newest_first) if versions else None)
     permissions = {**_NOT_GRANTED, **json.loads(latest.permissions or "{}")} if latest else dict(_NOT_GRANTED)
     return {
         "id": model.id, "name": model.name, "description": (latest.description or None) if latest else None,
@@ -232,11 +235,11 @@ class CivitaiController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=100)] = 100,
         page: Annotated[int | None, Parameter(ge=1)] = None,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
-        text: Annotated[str | None, Parameter(query="query", max_length=200)] = None,  # Litestar reserves `query`
+        text: Annotated[str | None, QueryParameter(name="query", max_length=200)] = None,  # Litestar reserves `query`
         tag: Annotated[str | None, Parameter(max_length=64)] = None,
         username: Annotated[str | None, Parameter(max_length=64)] = None,
         types: Annotated[list[str] | None, Parameter(max_items=16)] = None,
-        base_models: Annotated[str | None, Parameter(query="baseModels", max_length=200)] = None,
+        base_models: Annotated[str | None, QueryParameter(name="baseModels", max_length=200)] = None,
         sort: Annotated[str | None, Parameter(max_length=32)] = None,
     ) -> dict[str, Any]:
         wanted = [t.strip() for value in types or [] for t in value.split(",") if t.strip()]

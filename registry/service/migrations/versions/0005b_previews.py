@@ -1,7 +1,7 @@
 """Preview images of versions (the checked upload and its thumbnail, blobs by digest)
 
 Revision ID: 0005b
-Revises: 0004
+Revises: 0005a
 Create Date: 2026-12-02
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0005b"
-down_revision = "0004"
+down_revision = "0005a"
 branch_labels = None
 depends_on = None
 
