@@ -189,11 +189,16 @@ def publish(
     file: Annotated[Path, typer.Argument(help="The embedding file (.safetensors, .pt, .bin).", show_default=False)],
     id: Annotated[str, typer.Option("--id", help="SOURCE:MODEL@VERSION to publish under.", show_default=False)],
     trigger: Annotated[str | None, typer.Option(help="Trigger word (default: the name in the file, else its stem).")] = None,
-    kind: Annotated[Kind, typer.Option(help="positive, or negative for embeddings meant for the negative prompt.")] = Kind.positive,
+    kind: Annotated[Kind | None, typer.Option(help="positive, or negative for embeddings meant for the negative prompt "
+                                                   "(default: what the file says, else positive).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
     title: Annotated[str | None, typer.Option(help="Display title.")] = None,
     description: Annotated[str | None, typer.Option(help="Longer description.")] = None,
     preview: Annotated[list[Path] | None, typer.Option("--preview", help="A preview image, PNG/JPEG/WEBP (repeatable).")] = None,
+    base_model: Annotated[str | None, typer.Option("--base-model", help="The model it was made for, as Civitai names "
+                                                   "it (SD 1.5, SDXL 1.0, Pony, ...; default: what the file says).")] = None,
+    license: Annotated[str | None, typer.Option("--license", help="Its licence, an SPDX expression (e.g. CC-BY-4.0).")] = None,
+    publisher: Annotated[str | None, typer.Option("--publisher", help="Who made it, shown as the creator.")] = None,
     json: JsonOpt = False,
     registry: RegistryOpt = None,
     token: TokenOpt = None,
@@ -205,9 +210,10 @@ def publish(
     data = read_file_bytes(file)
     read_embedding(data, filename=file.name)  # refuses a bad file before any upload
     with open_client(registry, token) as client, transfer_progress(f"uploading {file.name}") as progress:
-        result = client.publish(data, id=str(ref), filename=file.name, trigger=trigger, kind=kind.value,
-                                tags=tuple(tag or ()), title=title, description=description, progress=progress,
-                                previews=tuple(preview or ()))
+        result = client.publish(data, id=str(ref), filename=file.name, trigger=trigger,
+                                kind=kind.value if kind else None, tags=tuple(tag or ()), title=title,
+                                description=description, progress=progress, previews=tuple(preview or ()),
+                                base_model=base_model, license=license, publisher=publisher)
     if json:
         print_json({**result.record.to_wire(), "created": result.created})
         return

@@ -5,11 +5,14 @@ licence. The catalogue fills what the publisher did not give from here."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pseudoword.registry.core.errors import InvalidRequest
+from pseudoword.registry.core.env import TRUE
+from pseudoword.registry.core.errors import InvalidRequest, PseudowordError
 
 #: Base models people name (Civitai's ``baseModel`` vocabulary), by the architecture of their text
 #: encoders. "Other" fits any architecture.
@@ -35,7 +38,6 @@ _CHECKPOINT_NAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p
     (r"v2-?1|2[._]1|sd21", "SD 2.1"), (r"(v2-?0|2[._]0|sd20).*768", "SD 2.0 768"), (r"v2-?0|2[._]0|sd20", "SD 2.0"),
     (r"v1-?5|1[._]5|sd-?15|sd_?15|^15_", "SD 1.5"), (r"v1-?4|1[._]4|sd-?14", "SD 1.4"),
 ))
-_TRUE = {"true", "1", "yes"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,6 @@ class FileHints:
     description: str | None = None
     author: str | None = None
     license: str | None = None
-    thumbnail: str | None = None  # modelspec.thumbnail (a data: URL), for the preview code
 
 
 def canonical_base_model(text: str, architecture: str | None = None) -> str:
@@ -71,7 +72,7 @@ def base_model_from(metadata: Mapping[str, str], architecture: str) -> str | Non
     spec = metadata.get("modelspec.architecture", "").split("/")[0]
     candidates.append(_SPEC_ARCHITECTURES.get(spec))
     kohya = metadata.get("ss_base_model_version", "")
-    if kohya == "sd_v2" and metadata.get("ss_v_parameterization", "").lower() in _TRUE:
+    if kohya == "sd_v2" and metadata.get("ss_v_parameterization", "").lower() in TRUE:
         candidates.append("SD 2.1 768")
     candidates.append(_KOHYA_VERSIONS.get(kohya))
     for key in ("sd_checkpoint_name", "ss_sd_model_name"):
@@ -92,8 +93,31 @@ def file_hints(metadata: Mapping[str, str], architecture: str) -> FileHints:
     return FileHints(
         base_model=base_model_from(metadata, architecture),
         trigger=phrase if phrase and not re.search(r"[\s,]", phrase) else None,
-        negative=(negative in _TRUE) if negative else None,
+        negative=(negative in TRUE) if negative else None,
         title=text("modelspec.title"), description=text("modelspec.description"),
         author=text("modelspec.author"), license=text("modelspec.license"),
-        thumbnail=text("modelspec.thumbnail"),
     )
+
+
+_DATA_URL = re.compile(r"data:image/(png|jpeg|webp);base64,([A-Za-z0-9+/=\s]+)", re.I)
+
+
+def embedded_thumbnail(data: bytes) -> bytes | None:
+    """The image of a safetensors file's ``modelspec.thumbnail`` (a base64 ``data:`` URL), for the
+    catalogue to check like any uploaded preview; None when the file has none or it is not one.
+    The header's own size limit bounds it; reading never decodes anything else."""
+    from pseudoword.registry.core.reading import META_THUMBNAIL, safetensors_header
+
+    if len(data) < 8:
+        return None
+    try:
+        metadata = safetensors_header(data).get("__metadata__") or {}
+    except (PseudowordError, ValueError):  # not a safetensors file: pickles carry no ModelSpec
+        return None
+    found = _DATA_URL.fullmatch(str(metadata.get(META_THUMBNAIL, "")).strip())
+    if found is None:
+        return None
+    try:
+        return base64.b64decode("".join(found[2].split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None

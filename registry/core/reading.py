@@ -35,6 +35,9 @@ _A1111_METADATA = ("step", "sd_checkpoint", "sd_checkpoint_name")
 #: Metadata keys the canonical writer uses (see writing.py).
 META_NAME = "pseudoword.name"
 META_ARCH = "pseudoword.architecture"
+#: SAI ModelSpec's preview image (a data: URL): bounded by the header's own limit, never kept in the
+#: metadata (the catalogue stores it as a preview image instead: modelspec.embedded_thumbnail).
+META_THUMBNAIL = "modelspec.thumbnail"
 META_SOURCE_FORMAT = "pseudoword.source_format"
 #: The layouts a canonical file may say it was converted from (``Embedding.source_format``).
 SOURCE_FORMATS = ("safetensors", "safetensors-diffusers", "a1111", "diffusers-pickle", "sdxl-pickle")
@@ -134,7 +137,7 @@ def safetensors_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str
     metadata = header.get("__metadata__") or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise InvalidFile("safetensors __metadata__ must map strings to strings")
-    check_metadata(metadata, limits)
+    check_metadata({k: v for k, v in metadata.items() if k != META_THUMBNAIL}, limits)
     return header
 
 
@@ -147,6 +150,7 @@ def _from_safetensors(data: bytes, limits: Limits) -> Embedding:
         raise InvalidFile(f"unreadable safetensors file: {exc}") from None
     name = metadata.pop(META_NAME, None)
     metadata.pop(META_ARCH, None)
+    metadata.pop(META_THUMBNAIL, None)
     # A canonical file remembers the layout it was converted from; keep it so that re-reading and
     # re-writing a canonical file gives the same bytes.
     original_format = metadata.pop(META_SOURCE_FORMAT, "safetensors")

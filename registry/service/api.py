@@ -23,7 +23,7 @@ from pseudoword.registry.core.refs import MAX_REF_LENGTH, ModelRef, parse_model_
 from pseudoword.registry.service import auth, ratelimit
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
 from pseudoword.registry.service.downloads import _precondition, is_head, serve_blob, serve_version
-from pseudoword.registry.service.previews import check_images
+from pseudoword.registry.service.previews import check_images, embedded_preview
 from pseudoword.registry.service.search import Query, search
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -172,6 +172,7 @@ class EmbeddingsController(Controller):
             raise TooLarge(f"file is larger than {catalogue.settings.max_upload_bytes} bytes",
                            {"limit": catalogue.settings.max_upload_bytes})
         images = check_images(_preview_files(data.preview, catalogue), catalogue.settings)  # before anything is stored
+        images = images or embedded_preview(content, catalogue.settings)  # else the file's ModelSpec thumbnail
         result, created = catalogue.publish(meta, content, data.file.filename)
         if images:
             ref = parse_model_ref(result["id"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +25,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from pseudoword.registry.core.errors import InvalidFile, InvalidRequest, NotFound, TooLarge
+from pseudoword.registry.core.errors import InvalidFile, InvalidRequest, NotFound, PseudowordError, TooLarge
+from pseudoword.registry.core.modelspec import embedded_thumbnail
 from pseudoword.registry.core.png_embedding import png_chunks
 from pseudoword.registry.service.models import Model, Preview, Version
 from pseudoword.registry.service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Content type of each accepted format (the thumbnails are WEBP).
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -160,6 +164,20 @@ def check_images(files: list[tuple[str | None, bytes]], settings: Settings) -> l
     if len(files) > settings.max_previews_per_request:
         raise InvalidRequest(f"{len(files)} preview images; at most {settings.max_previews_per_request} per request")
     return [check_image(data, settings, f"preview {filename or i + 1!r}") for i, (filename, data) in enumerate(files)]
+
+
+def embedded_preview(content: bytes, settings: Settings) -> list[CheckedImage]:
+    """The file's own ModelSpec thumbnail as its preview, for a publish that sends none: checked
+    like an upload. The publisher did not send it, so one that fails the checks is left out (and
+    logged) rather than failing the publish."""
+    data = embedded_thumbnail(content)
+    if data is None:
+        return []
+    try:
+        return [check_image(data, settings, "the file's modelspec.thumbnail")]
+    except PseudowordError as exc:
+        log.warning("publish: the file's modelspec.thumbnail is not used: %s", exc.message)
+        return []
 
 
 def preview_url(sha256: str) -> str:

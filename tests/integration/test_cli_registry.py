@@ -232,6 +232,23 @@ def test_publish_new_prints_a_summary_and_json_record(live_registry, cli, embedd
     assert cli("show", "e2e:ulzzang", "--json").json()["tags"] == ["face"]
 
 
+def test_publish_takes_base_model_licence_publisher_and_the_files_own_kind(live_registry, cli, tmp_path):
+    from safetensors.torch import save_file
+
+    negative = tmp_path / "quietneg.safetensors"
+    save_file({"emb_params": torch.randn(2, 768)}, negative,
+              metadata={"modelspec.is_negative_embedding": "true", "modelspec.trigger_phrase": "quietneg"})
+    record = cli("publish", negative, "--id", "meta:quietneg@1", "--base-model", "sd 1.5", "--license", "CC-BY-4.0",
+                 "--publisher", "Jane", "--json")
+    assert record.exit_code == 0, record.stderr
+    answer = record.json()
+    assert (answer["kind"], answer["trigger"]) == ("negative", "quietneg"), "no --kind: the file's ModelSpec says"
+    assert (answer["base_model"], answer["license"], answer["publisher"]) == ("SD 1.5", "CC-BY-4.0", "Jane")
+    bad = cli("publish", negative, "--id", "meta:quietneg@2", "--base-model", "SDXL 1.0")
+    assert bad.exit_code != 0 and "SDXL 1.0" in bad.stderr  # an SD 1.x file is not for SDXL
+    assert cli("show", "meta:quietneg@2", "--json").exit_code != 0, "nothing was published"
+
+
 def test_yank_and_unyank(live_registry, cli, embeddings_dir):
     for version, file in (("1", "bad-image-v2-39000.pt"), ("2", "bad_prompt_version2.pt")):
         assert cli("publish", embeddings_dir / file, "--id", f"yk:bad@{version}").exit_code == 0

@@ -90,6 +90,35 @@ def test_hostile_preview_is_refused_and_nothing_is_stored(registry: Server, sour
     assert _store_blobs(registry) == before  # not one blob: neither the embedding nor the image
 
 
+def _with_thumbnail(image: bytes, seed: int) -> bytes:
+    import base64
+
+    import torch
+    from safetensors.torch import save
+
+    url = "data:image/png;base64," + base64.b64encode(image).decode()
+    vectors = torch.randn(2, 768, generator=torch.Generator().manual_seed(seed))
+    return save({"emb_params": vectors}, metadata={"modelspec.thumbnail": url})
+
+
+def test_a_files_modelspec_thumbnail_is_its_preview_when_none_is_sent(registry: Server, source: str) -> None:
+    image = png(seed=9)
+    files = [("file", ("thumbed.safetensors", _with_thumbnail(image, seed=31)))]
+    answer = httpx.post(f"{registry.url}/api/v1/embeddings", headers=registry.headers(), timeout=60, files=files,
+                        data={"metadata": f'{{"id": "{source}:thumbed@1"}}'})
+    assert answer.status_code == 201, answer.text
+    record = answer.json()
+    assert [p["sha256"] for p in record["previews"]] == [hashlib.sha256(image).hexdigest()]
+    assert "modelspec.thumbnail" not in record["metadata"]  # an image, not text in every record
+    assert get(registry, record["previews"][0]["url"]).content == image
+    # A hostile thumbnail (a decompression bomb) is not used, and the file still publishes.
+    make, _code, _words = HOSTILE["decompression bomb"]
+    files = [("file", ("bombed.safetensors", _with_thumbnail(make(), seed=32)))]
+    answer = httpx.post(f"{registry.url}/api/v1/embeddings", headers=registry.headers(), timeout=60, files=files,
+                        data={"metadata": f'{{"id": "{source}:bombed@1"}}'})
+    assert answer.status_code == 201 and answer.json().get("previews", []) == []
+
+
 @pytest.mark.parametrize("where", ["text chunk", "pixels"])
 def test_a1111_embedding_png_publishes_like_its_pt(registry: Server, source: str, where: str) -> None:
     data = a1111_dict(seed=11)

@@ -16,7 +16,7 @@ from safetensors.torch import load, save
 
 from pseudoword.registry.core import read_embedding
 from pseudoword.registry.core.errors import InvalidRequest
-from pseudoword.registry.core.modelspec import base_model_from, canonical_base_model, file_hints
+from pseudoword.registry.core.modelspec import base_model_from, canonical_base_model, embedded_thumbnail, file_hints
 from pseudoword.registry.core.pickle_scan import scan_file
 from pseudoword.registry.core.writing import all_exports, served_formats
 
@@ -45,7 +45,6 @@ def test_modelspec_and_kohya_keys() -> None:
     hints = file_hints(spec, "sd2")
     assert (hints.base_model, hints.trigger, hints.negative, hints.author, hints.license) == \
         ("SD 2.1 768", "mytoken", True, "Jane", "MIT")
-    assert hints.thumbnail == "data:image/png;base64,AA"
     assert file_hints({"modelspec.trigger_phrase": "two words"}, "sd1").trigger is None  # not one prompt word
     assert file_hints({"modelspec.is_negative_embedding": "false"}, "sd1").negative is False
     assert file_hints({}, "sd1") == file_hints({}, "sd1").__class__()
@@ -96,3 +95,19 @@ def test_every_export_is_byte_stable_across_processes() -> None:
     import hashlib
     assert done.stdout.decode().split() == [f"{f}={hashlib.sha256(b).hexdigest()}" for f, b in here.items()]
     assert torch.equal(load(here["diffusers-clip_g"])["zpd"], vectors["clip_g"])
+
+
+def test_a_modelspec_thumbnail_is_read_apart_and_never_kept_in_the_metadata() -> None:
+    """kohya's ModelSpec thumbnail (tens of KB of base64) is over the metadata caps: it is taken out
+    for the catalogue's preview checks, and the file still reads, without it."""
+    import base64
+
+    image = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # the catalogue checks the image itself
+    url = "data:image/png;base64," + base64.b64encode(image).decode()
+    data = save({"emb_params": torch.randn(2, 768)}, metadata={"modelspec.thumbnail": url, "modelspec.title": "T"})
+    assert len(url) > 10_000 and embedded_thumbnail(data) == image
+    read = read_embedding(data, filename="t.safetensors")
+    assert "modelspec.thumbnail" not in read.metadata and read.metadata["modelspec.title"] == "T"
+    for value in ("data:text/html;base64,PGI+", "data:image/png;base64,***", "https://example.com/x.png"):
+        assert embedded_thumbnail(save({"emb_params": torch.zeros(1, 768)}, metadata={"modelspec.thumbnail": value})) is None
+    assert embedded_thumbnail(b"PK\x03\x04 not safetensors") is None
