@@ -76,7 +76,7 @@ def test_resolve_cache_can_be_turned_off(tmp_path: Path) -> None:
         catalogue.engine.dispose()
 
 
-def publish_in_process(catalogue, ref: str) -> dict:  # type: ignore[no-untyped-def]
+def publish_in_process(catalogue, ref: str):  # type: ignore[no-untyped-def]  # -> VersionRecord
     from pseudoword.registry.service.catalogue import parse_metadata
 
     record, created = catalogue.publish(parse_metadata(json.dumps({"id": ref}), catalogue.settings),
