@@ -179,7 +179,10 @@ class VersionRecord:
         out.update(self.extra)
         return out
 
-    # Mapping-style reads, for callers not moved to attributes yet (other branches in flight).
+    # Mapping-style reads, for callers not moved to attributes yet: runtime/embedding_entries.py
+    # (its test FakeResolver hands it dicts), cli/preview_cmd.py's prompt_kind/render_comparison
+    # (take a dict or a record), tests that read records by key, and other branches in flight.
+    # The service reads attributes only.
     def __getitem__(self, key: str) -> Any:
         return self.to_wire()[key]
 
