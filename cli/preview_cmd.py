@@ -38,7 +38,7 @@ def write_preview(client: RegistryClient, version_id: str, file: Path) -> Path |
     from pseudoword.registry.core.files import atomic_write
 
     try:
-        previews = client.get_version(version_id).get("previews") or []
+        previews = client.get_version(version_id).previews or ()
         if not previews:
             return None
         first = previews[0]

@@ -85,6 +85,6 @@ def pull(resolver: Resolver, ref: str, to: Path, *, format: str = "safetensors",
     record = resolved.record
     return Pulled(ref=ref, id=resolved.id, path=target, format=format, size=len(data), sha256=digest,
                   canonical_sha256=resolved.sha256, trigger=resolved.trigger, architecture=resolved.architecture,
-                  kind=resolved.kind, yanked=bool(record.get("yanked")), yanked_reason=record.get("yanked_reason"),
+                  kind=resolved.kind, yanked=record.yanked, yanked_reason=record.yanked_reason,
                   action=action)
 

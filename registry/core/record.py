@@ -2,7 +2,8 @@
 ``id``, ``air``, ``architecture``, ``vectors``, ``kind``, ``trigger``, ``sha256``, ``size``,
 ``yanked``), as one typed value. ``RegistryClient`` returns it, the resolver and its cache hold
 it, the CLI prints it; ``from_wire`` is its one constructor from the JSON the service sends and
-``to_wire`` gives that JSON back (fields a newer server adds ride along in ``extra``)."""
+``to_wire`` gives that JSON back (fields a newer server adds ride along in ``extra``). The service
+builds it too (``catalogue.record``) and sends ``to_wire()``: one shape on both sides of the wire."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from typing import Any
 from pseudoword.registry.core.errors import InvalidResponse
 
 _REQUIRED_TEXT = ("id", "source", "model", "version", "architecture", "sha256")
+# Fields the wire leaves out rather than sending null: resolve answers carry no download count,
+# files and previews come only with some answers, row ids only from this service.
+_ABSENT_WHEN_NONE = frozenset({"downloads", "version_id", "model_id", "files", "previews"})
 
 
 def _text(data: Mapping[str, Any], key: str, required: bool = False) -> str | None:
@@ -31,6 +35,40 @@ def _int(data: Mapping[str, Any], key: str, required: bool = False) -> int | Non
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidResponse(f"a version record's {key!r} is {value!r}; expected a whole number", {"field": key})
     return value
+
+
+def _mapping(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise InvalidResponse(f"a version record's {key!r} must be an object", {"field": key})
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One served file of a version, with every hash people name it by (AutoV2 = first 10 hex of
+    the SHA-256; A1111's short hash = first 12)."""
+
+    format: str  # original, safetensors, a1111, diffusers, ...
+    filename: str
+    size: int
+    sha256: str
+    autov2: str
+    a1111_hash: str
+    stored: bool = True
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> FileRecord:
+        if not isinstance(data, Mapping):
+            raise InvalidResponse(f"a file record must be a JSON object, not {type(data).__name__}")
+        sha256 = _text(data, "sha256", True) or ""
+        return cls(format=_text(data, "format", True) or "", filename=_text(data, "filename", True) or "",
+                   size=_int(data, "size", True) or 0, sha256=sha256,
+                   autov2=_text(data, "autov2") or sha256[:10], a1111_hash=_text(data, "a1111_hash") or sha256[:12],
+                   stored=bool(data.get("stored", True)))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +99,17 @@ class VersionRecord:
     created_at: str | None = None  # ISO 8601, UTC
     downloads: int | None = None  # absent from resolve answers (it moves with every download)
     download_url: str | None = None
+    # What the catalogue adds about the listing (sent by the service; a client reads them too).
+    base_model: str | None = None  # e.g. "SD 1.5"
+    license: str | None = None  # SPDX id
+    permissions: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    publisher: str | None = None
+    pickle_scan: Mapping[str, Any] = field(default_factory=dict, hash=False)  # {"result", "message"}
+    # Present only where the service sends them (None: absent from the wire).
+    version_id: int | None = None  # the catalogue's row ids (Civitai's modelVersionId / modelId)
+    model_id: int | None = None
+    files: tuple[FileRecord, ...] | None = None  # the upload first (get/publish/by-hash answers)
+    previews: tuple[Mapping[str, Any], ...] | None = field(default=None, hash=False)  # previews.preview_view
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -81,6 +130,13 @@ class VersionRecord:
             raise InvalidResponse(f"a version record's 'tags' is {tags!r}; expected a list of text", {"field": "tags"})
         if not isinstance(metadata, Mapping):
             raise InvalidResponse("a version record's 'metadata' must be an object", {"field": "metadata"})
+        files = data.get("files")
+        previews = data.get("previews")
+        if files is not None and not isinstance(files, list | tuple):
+            raise InvalidResponse(f"a version record's 'files' is {files!r}; expected a list", {"field": "files"})
+        if previews is not None and (not isinstance(previews, list | tuple)
+                                     or not all(isinstance(p, Mapping) for p in previews)):
+            raise InvalidResponse("a version record's 'previews' must be a list of objects", {"field": "previews"})
         known = {f.name for f in fields(cls)}
         return cls(
             id=text["id"], source=text["source"], model=text["model"], version=text["version"],  # type: ignore[arg-type]
@@ -95,6 +151,12 @@ class VersionRecord:
             original_format=_text(data, "original_format"), autov2=_text(data, "autov2"),
             a1111_hash=_text(data, "a1111_hash"), metadata=dict(metadata), created_at=_text(data, "created_at"),
             downloads=_int(data, "downloads"), download_url=_text(data, "download_url"),
+            base_model=_text(data, "base_model"), license=_text(data, "license"),
+            permissions=_mapping(data, "permissions"), publisher=_text(data, "publisher"),
+            pickle_scan=_mapping(data, "pickle_scan"),
+            version_id=_int(data, "version_id"), model_id=_int(data, "model_id"),
+            files=None if files is None else tuple(FileRecord.from_wire(f) for f in files),
+            previews=None if previews is None else tuple(dict(p) for p in previews),
             extra={key: value for key, value in data.items() if key not in known},
         )
 
@@ -102,14 +164,25 @@ class VersionRecord:
         """The JSON object the service sends (``--json`` prints it)."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name == "extra" or (f.name == "downloads" and self.downloads is None):
-                continue
             value = getattr(self, f.name)
-            out[f.name] = list(value) if f.name == "tags" else dict(value) if f.name == "metadata" else value
+            if f.name == "extra" or (value is None and f.name in _ABSENT_WHEN_NONE):
+                continue
+            if f.name == "files":
+                value = [file.to_wire() for file in value]
+            elif f.name == "previews":
+                value = [dict(p) for p in value]
+            elif f.name == "tags":
+                value = list(value)
+            elif f.name in ("metadata", "permissions", "pickle_scan"):
+                value = dict(value)
+            out[f.name] = value
         out.update(self.extra)
         return out
 
-    # Mapping-style reads, for callers not moved to attributes yet (other branches in flight).
+    # Mapping-style reads, for callers not moved to attributes yet: runtime/embedding_entries.py
+    # (its test FakeResolver hands it dicts), cli/preview_cmd.py's prompt_kind/render_comparison
+    # (take a dict or a record), tests that read records by key, and other branches in flight.
+    # The service reads attributes only.
     def __getitem__(self, key: str) -> Any:
         return self.to_wire()[key]
 
@@ -128,6 +201,7 @@ class ModelRecord:
     created_at: str | None
     latest: str | None  # the version an unpinned reference means, by the catalogue
     versions: tuple[VersionRecord, ...]
+    model_id: int | None = None  # the catalogue's row id (sent by this service)
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
@@ -138,11 +212,12 @@ class ModelRecord:
         return cls(id=_text(data, "id", True), source=_text(data, "source", True),  # type: ignore[arg-type]
                    model=_text(data, "model", True), downloads=_int(data, "downloads") or 0,  # type: ignore[arg-type]
                    created_at=_text(data, "created_at"), latest=_text(data, "latest"),
-                   versions=tuple(VersionRecord.from_wire(v) for v in data.get("versions") or []),
+                   model_id=_int(data, "model_id"), versions=tuple(VersionRecord.from_wire(v) for v in data.get("versions") or []),
                    extra={key: value for key, value in data.items() if key not in known})
 
     def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "source": self.source, "model": self.model, "downloads": self.downloads,
+        ids = {} if self.model_id is None else {"model_id": self.model_id}
+        return {"id": self.id, "source": self.source, "model": self.model, **ids, "downloads": self.downloads,
                 "created_at": self.created_at, "latest": self.latest,
                 "versions": [v.to_wire() for v in self.versions], **self.extra}
 
@@ -167,6 +242,12 @@ class ResolveAnswer:
         error = data.get("error")
         return cls(ref=str(data.get("ref", "")), record=VersionRecord.from_wire(record) if record else None,
                    error=error if isinstance(error, Mapping) else ({"code": "error"} if record is None else None))
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"ref", "record"}`` or ``{"ref", "error"}``, as ``POST /resolve`` sends each answer."""
+        if self.record is not None:
+            return {"ref": self.ref, "record": self.record.to_wire()}
+        return {"ref": self.ref, "error": dict(self.error or {})}
 
     # Mapping-style reads ({"ref", "record", "error"}), for callers not moved to attributes yet.
     def __getitem__(self, key: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
@@ -175,10 +175,9 @@ class EmbeddingsController(Controller):
         images = images or embedded_preview(content, catalogue.settings)  # else the file's ModelSpec thumbnail
         result, created = catalogue.publish(meta, content, data.file.filename)
         if images:
-            ref = parse_model_ref(result["id"])
-            version_id = catalogue.previews.version_id(ref.source, ref.model, ref.version or "")
-            result["previews"] = catalogue.previews.attach(version_id, images)
-        return Response(result, status_code=201 if created else 200)
+            version_id = catalogue.previews.version_id(result.source, result.model, result.version)
+            result = replace(result, previews=tuple(catalogue.previews.attach(version_id, images)))
+        return Response(result.to_wire(), status_code=201 if created else 200)
 
     @post("/embeddings/{source:str}/{model:str}/{version:str}/previews", sync_to_thread=True, status_code=200,
           summary="Add preview images to a version (its publisher)", guards=[require_token],
@@ -225,7 +224,7 @@ class EmbeddingsController(Controller):
         with catalogue.session() as session:
             ids, next_cursor = search(session, query)
         items = catalogue.previews.add_to_records(catalogue.records_by_ids(ids))
-        return {"items": items, "next_cursor": next_cursor}
+        return {"items": [item.to_wire() for item in items], "next_cursor": next_cursor}
 
     @get("/embeddings/{source:str}/{model:str}", sync_to_thread=True, summary="A model and its versions",
          responses=errors(404))
@@ -233,15 +232,14 @@ class EmbeddingsController(Controller):
         ref = parse_model_ref(f"{source}:{model}")
         catalogue = catalogue_of(request)
         found = catalogue.get_model(ref.source, ref.model)
-        catalogue.previews.add_to_records(found["versions"])
-        return found
+        return replace(found, versions=tuple(catalogue.previews.add_to_records(found.versions))).to_wire()
 
     @get("/embeddings/{source:str}/{model:str}/{version:str}", sync_to_thread=True, summary="One version",
          responses=errors(404))
     def get_version(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
         catalogue = catalogue_of(request)
         found = catalogue.get_version(_version_ref(source, model, version))
-        return catalogue.previews.add_to_records([found])[0]
+        return catalogue.previews.add_to_records([found])[0].to_wire()
 
     @get("/embeddings/{source:str}/{model:str}/{version:str}/download", summary="Download one version's file",
          description="The canonical safetensors file, or an export carrying this version's trigger. "
@@ -259,33 +257,33 @@ class EmbeddingsController(Controller):
              data: JSONBody[YankBody]) -> dict[str, Any]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
-        return catalogue_of(request).set_yanked(ref, True, data.reason)
+        return catalogue_of(request).set_yanked(ref, True, data.reason).to_wire()
 
     @delete("/embeddings/{source:str}/{model:str}/{version:str}/yank", sync_to_thread=True, status_code=200,
             summary="Unyank a version", guards=[require_token], responses=errors(401, 403, 404))
     def unyank(self, request: Request[Any, Any, Any], source: FromPath[str], model: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
         ref = _version_ref(source, model, version)
         principal_of(request).require_source(ref.source)
-        return catalogue_of(request).set_yanked(ref, False, None)
+        return catalogue_of(request).set_yanked(ref, False, None).to_wire()
 
     @post("/resolve", status_code=200, summary="Resolve many references in one round trip", responses=errors())
     async def resolve(self, request: Request[Any, Any, Any], data: JSONBody[ResolveBody]) -> dict[str, Any]:
         catalogue = catalogue_of(request)
         cached = catalogue.resolve_cached(data.refs)
         if cached is not None:  # every ref answered from memory: no database work at all
-            return {"results": cached}
+            return {"results": [answer.to_wire() for answer in cached]}
         if catalogue.engine.dialect.name == "sqlite" and len(data.refs) <= _INLINE_RESOLVE_REFS:
             # Embedded database: a few indexed reads of a local file (in WAL mode readers do not
             # wait for the writer) take less time than the hand-over to a worker thread and back,
             # which cost this hot endpoint a third of its throughput under load (bench_registry).
             # Large batches still go to a thread so one request cannot hold the loop for long.
-            return {"results": catalogue.resolve(data.refs)}
+            return {"results": [answer.to_wire() for answer in catalogue.resolve(data.refs)]}
         # A database across the network: its round trips must not hold up the event loop.
-        return {"results": await sync_to_thread(catalogue.resolve, data.refs)}
+        return {"results": [answer.to_wire() for answer in await sync_to_thread(catalogue.resolve, data.refs)]}
 
     @get("/by-hash/{digest:str}", sync_to_thread=True, summary="Find a version by file hash", responses=errors(404))
     def by_hash(self, request: Request[Any, Any, Any], digest: Annotated[str, Parameter(max_length=80)]) -> dict[str, Any]:
-        return catalogue_of(request).by_hash(digest)
+        return catalogue_of(request).by_hash(digest).to_wire()
 
 
 class BlobsController(Controller):

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
@@ -48,6 +48,7 @@ from pseudoword.registry.core.hashes import HASH_LENGTHS, a1111_hash, autov2
 from pseudoword.registry.core.limits import Limits
 from pseudoword.registry.core.modelspec import canonical_base_model, file_hints
 from pseudoword.registry.core.pickle_scan import scan_file
+from pseudoword.registry.core.record import FileRecord, ModelRecord, ResolveAnswer, VersionRecord
 from pseudoword.registry.core.text import check_text
 from pseudoword.registry.core.writing import EXPORT_SUFFIXES, all_exports, safe_filename
 from pseudoword.registry.service.download_counts import DownloadCounter
@@ -192,60 +193,59 @@ def _permissions(value: Any) -> dict[str, Any]:
     return {key: value[key] for key in PERMISSION_FLAGS if key in value}
 
 
-def record(version: Version | Row[Any]) -> dict[str, Any]:
-    """The version record every API answer and the client share (from an ORM object or a row)."""
+def record(version: Version | Row[Any]) -> VersionRecord:
+    """The version record every API answer and the client share (from an ORM object or a row);
+    the one place the service builds it. Its ``to_wire()`` is the JSON the API sends."""
     ref = f"{version.source}:{version.model}@{version.version}"
     hashes_source = version.original_sha256
-    return {
-        "id": ref,
-        "air": f"urn:air:{version.architecture}:embedding:{ref}",
-        "version_id": version.id,
-        "model_id": version.model_id,
-        "source": version.source,
-        "model": version.model,
-        "version": version.version,
-        "architecture": version.architecture,
-        "vectors": version.vectors,
-        "dtype": version.dtype,
-        "kind": version.kind,
-        "trigger": version.trigger,
-        "tags": json.loads(version.tags or "[]"),
-        "title": version.title,
-        "description": version.description,
-        "sha256": version.sha256,
-        "size": version.size,
-        "original_sha256": version.original_sha256,
-        "original_size": version.original_size,
-        "original_format": version.original_format,
-        "autov2": autov2(hashes_source),
-        "a1111_hash": a1111_hash(hashes_source),
-        "base_model": version.base_model,
-        "license": version.license,
-        "permissions": json.loads(version.permissions or "{}"),
-        "publisher": version.publisher or version.source,
-        "pickle_scan": {"result": version.pickle_scan_result, "message": version.pickle_scan_message},
-        "metadata": json.loads(version.training_metadata or "{}"),
-        "yanked": version.yanked,
-        "yanked_reason": version.yanked_reason,
-        "created_at": _iso(version.created_at),
-        "downloads": version.downloads,
-        "download_url": download_path(version.source, version.model, version.version),
-    }
+    return VersionRecord(
+        id=ref,
+        air=f"urn:air:{version.architecture}:embedding:{ref}",
+        version_id=version.id,
+        model_id=version.model_id,
+        source=version.source,
+        model=version.model,
+        version=version.version,
+        architecture=version.architecture,
+        vectors=version.vectors,
+        dtype=version.dtype,
+        kind=version.kind,
+        trigger=version.trigger,
+        tags=tuple(json.loads(version.tags or "[]")),
+        title=version.title,
+        description=version.description,
+        sha256=version.sha256,
+        size=version.size,
+        original_sha256=version.original_sha256,
+        original_size=version.original_size,
+        original_format=version.original_format,
+        autov2=autov2(hashes_source),
+        a1111_hash=a1111_hash(hashes_source),
+        base_model=version.base_model,
+        license=version.license,
+        permissions=json.loads(version.permissions or "{}"),
+        publisher=version.publisher or version.source,
+        pickle_scan={"result": version.pickle_scan_result, "message": version.pickle_scan_message},
+        metadata=json.loads(version.training_metadata or "{}"),
+        yanked=version.yanked,
+        yanked_reason=version.yanked_reason,
+        created_at=_iso(version.created_at),
+        downloads=version.downloads,
+        download_url=download_path(version.source, version.model, version.version),
+    )
 
 
-def file_record(file: VersionFile | Row[Any]) -> dict[str, Any]:
+def file_record(file: VersionFile | Row[Any]) -> FileRecord:
     """One file of a version with every hash people name it by (AutoV2 = first 10 hex of the
     SHA-256; A1111's short hash = first 12 of the SHA-256 of the file A1111 loads, which is this one)."""
-    return {"format": file.format, "filename": file.filename, "size": file.size, "sha256": file.sha256,
-            "autov2": file.sha256[:10], "a1111_hash": file.sha256[:12], "stored": file.stored}
+    return FileRecord(format=file.format, filename=file.filename, size=file.size, sha256=file.sha256,
+                      autov2=autov2(file.sha256), a1111_hash=a1111_hash(file.sha256), stored=file.stored)
 
 
-def resolved_record(version: Version | Row[Any]) -> dict[str, Any]:
+def resolved_record(version: Version | Row[Any]) -> VersionRecord:
     """What resolve answers (and its cache holds): the record without the download counter, which
     moves with every download and is not part of what a ref resolves to."""
-    answer = record(version)
-    del answer["downloads"]
-    return answer
+    return replace(record(version), downloads=None)
 
 
 def download_path(source: str, model: str, version: str) -> str:
@@ -291,7 +291,7 @@ class Catalogue:
 
     # -- publish ----------------------------------------------------------------------------------
 
-    def publish(self, request: PublishRequest, data: bytes, filename: str | None) -> tuple[dict[str, Any], bool]:
+    def publish(self, request: PublishRequest, data: bytes, filename: str | None) -> tuple[VersionRecord, bool]:
         """Publish a version; returns (record, created). Same ID + same content is a no-op (that
         also writes the blob again if it went missing)."""
         ref = parse_model_ref(request.id, require_version=True)
@@ -390,7 +390,7 @@ class Catalogue:
         elif exclusive:
             session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
-    def _same_or_conflict(self, existing: Version, sha256: str, canonical: bytes) -> dict[str, Any]:
+    def _same_or_conflict(self, existing: Version, sha256: str, canonical: bytes) -> VersionRecord:
         if existing.sha256 != sha256:
             ref = f"{existing.source}:{existing.model}@{existing.version}"
             raise Conflict(
@@ -451,7 +451,7 @@ class Catalogue:
                    Version.version == ref.version).limit(1)
         ).scalars().first()
 
-    def get_model(self, source: str, name: str) -> dict[str, Any]:
+    def get_model(self, source: str, name: str) -> ModelRecord:
         with self.session() as session:
             model = session.execute(select(Model).where(
                 Model.source == source, func.lower(Model.name) == name.lower())).scalars().first()
@@ -462,25 +462,22 @@ class Catalogue:
                 .order_by(Version.created_at.desc(), Version.id.desc())  # type: ignore[union-attr,attr-defined]
             ).scalars().all()
             latest = next((v for v in versions if v.id == model.latest_version_id), None)
-            return {
-                "id": f"{source}:{model.name}", "source": source, "model": model.name, "model_id": model.id,
-                "downloads": model.downloads, "created_at": _iso(model.created_at),
-                "latest": latest.version if latest else None,
-                "versions": self.with_files(*[record(v) for v in versions]),
-            }
+            return ModelRecord(
+                id=f"{source}:{model.name}", source=source, model=model.name, model_id=model.id,
+                downloads=model.downloads, created_at=_iso(model.created_at),
+                latest=latest.version if latest else None,
+                versions=tuple(self.with_files(*[record(v) for v in versions])),
+            )
 
-    def with_files(self, *records: dict[str, Any]) -> list[dict[str, Any]]:
+    def with_files(self, *records: VersionRecord) -> list[VersionRecord]:
         """Records with their ``files`` (the upload first), read in one query."""
         if not records:
             return []
-        by_version: dict[int, list[dict[str, Any]]] = {}
+        by_version: dict[int | None, list[FileRecord]] = {}
         with self._reader() as connection:
-            for row in connection.execute(_Q_FILES, {"ids": [r["version_id"] for r in records]}):
+            for row in connection.execute(_Q_FILES, {"ids": [r.version_id for r in records]}):
                 by_version.setdefault(row.version_id, []).append(file_record(row))
-        for rec in records:
-            files = by_version.get(rec["version_id"], [])
-            rec["files"] = sorted(files, key=lambda f: FILE_ORDER.index(f["format"]) if f["format"] in FILE_ORDER else 99)
-        return list(records)
+        return [replace(rec, files=tuple(sorted(by_version.get(rec.version_id, []), key=_file_order))) for rec in records]
 
     def model_rows(self, source: str, name: str) -> tuple[Row[Any], list[Row[Any]]]:
         """A model's row and its versions' rows, newest first (the compatible routes' view of it)."""
@@ -509,7 +506,7 @@ class Catalogue:
             for row in connection.execute(_Q_FILES, {"ids": ids}) if ids else []:
                 files.setdefault(row.version_id, []).append(row)
         for rows in files.values():
-            rows.sort(key=lambda f: FILE_ORDER.index(f.format) if f.format in FILE_ORDER else 99)
+            rows.sort(key=_file_order)
         return models, versions, files
 
     def version_by_id(self, version_id: int) -> Row[Any]:
@@ -533,14 +530,14 @@ class Catalogue:
         with self._reader() as connection:
             return connection.execute(_Q_FILE, {"id": version_id, "format": fmt}).first()
 
-    def get_version(self, ref: ModelRef) -> dict[str, Any]:
+    def get_version(self, ref: ModelRef) -> VersionRecord:
         with self._reader() as connection:
             version = connection.execute(_Q_VERSION, _ref_params(ref)).first()
         if version is None:
             raise NotFound(f"no version {ref}")
         return self.with_files(record(version))[0]
 
-    def resolve_one(self, connection: Connection, text: str) -> dict[str, Any]:
+    def resolve_one(self, connection: Connection, text: str) -> VersionRecord:
         ref = parse_ref(text)
         if isinstance(ref, HashRef):
             return resolved_record(self._by_hash(connection, ref))
@@ -562,7 +559,7 @@ class Catalogue:
             )
         return resolved_record(version)
 
-    def resolve_cached(self, refs: list[str]) -> list[dict[str, Any]] | None:
+    def resolve_cached(self, refs: list[str]) -> list[ResolveAnswer] | None:
         """The answer from the resolve cache alone, or None when any ref needs the database."""
         if len(refs) > self.settings.max_resolve_refs or self.resolve_cache.current() is None:
             return None
@@ -571,14 +568,14 @@ class Catalogue:
             cached = self.resolve_cache.get(text)
             if cached is None:
                 return None
-            results.append({"ref": text, "record": cached})
+            results.append(ResolveAnswer(text, cached))
         return results
 
-    def resolve(self, refs: list[str]) -> list[dict[str, Any]]:
+    def resolve(self, refs: list[str]) -> list[ResolveAnswer]:
         if len(refs) > self.settings.max_resolve_refs:
             raise InvalidRequest(f"{len(refs)} refs; at most {self.settings.max_resolve_refs} per request")
         generation = self.resolve_cache.current()  # before any query, so a later change drops what we add
-        results = []
+        results: list[ResolveAnswer] = []
         with self._reader() as connection:
             for text in refs:
                 found = self.resolve_cache.get(text)
@@ -586,12 +583,12 @@ class Catalogue:
                     if found is None:
                         found = self.resolve_one(connection, text)
                         self.resolve_cache.put(text, found, generation)
-                    results.append({"ref": text, "record": found})
+                    results.append(ResolveAnswer(text, found))
                 except PseudowordError as exc:
-                    results.append({"ref": text, "error": exc.to_dict()})
+                    results.append(ResolveAnswer(text, None, exc.to_dict()))
         return results
 
-    def by_hash(self, text: str) -> dict[str, Any]:
+    def by_hash(self, text: str) -> VersionRecord:
         ref = parse_ref(text)
         if not isinstance(ref, HashRef):
             raise InvalidRequest(f"{text!r} is not a hash: expected 64, 12 or 10 hex digits")
@@ -610,7 +607,7 @@ class Catalogue:
             raise NotFound(f"no embedding with {ref.algo} hash {ref.value}")
         return version
 
-    def records_by_ids(self, version_ids: list[int]) -> list[dict[str, Any]]:
+    def records_by_ids(self, version_ids: list[int]) -> list[VersionRecord]:
         if not version_ids:
             return []
         with self._reader() as connection:
@@ -619,7 +616,7 @@ class Catalogue:
 
     # -- yank -------------------------------------------------------------------------------------
 
-    def set_yanked(self, ref: ModelRef, yanked: bool, reason: str | None) -> dict[str, Any]:
+    def set_yanked(self, ref: ModelRef, yanked: bool, reason: str | None) -> VersionRecord:
         reason = (reason or "").strip()
         if len(reason) > self.settings.max_yank_reason_length:
             raise InvalidRequest(f"reason is {len(reason)} characters; at most {self.settings.max_yank_reason_length} allowed")
@@ -718,6 +715,11 @@ def _ref_params(ref: ModelRef) -> dict[str, str | None]:
 def _spdx(text: str | None) -> str | None:
     """A licence a file names (ModelSpec), kept when it is an SPDX expression."""
     return text if text and len(text) <= 128 and _SPDX.fullmatch(text) else None
+
+
+def _file_order(file: FileRecord | Row[Any]) -> int:
+    """Files in ``FILE_ORDER`` (the upload first), unknown formats last."""
+    return FILE_ORDER.index(file.format) if file.format in FILE_ORDER else 99
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -218,7 +218,7 @@ def list_models(catalogue: Catalogue, base: str, *, limit: int, page: int | None
                 break
             ids, next_cursor = search(session, Query(**params, cursor=next_cursor))
     records = catalogue.records_by_ids(ids)
-    model_ids = list(dict.fromkeys(r["model_id"] for r in records))
+    model_ids = list(dict.fromkeys(r.model_id for r in records if r.model_id is not None))
     metadata: dict[str, Any] = {"pageSize": limit, "currentPage": page or 1}
     if next_cursor:
         metadata["nextCursor"] = next_cursor

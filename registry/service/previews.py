@@ -18,7 +18,8 @@ import hashlib
 import io
 import logging
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -28,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from pseudoword.registry.core.errors import InvalidFile, InvalidRequest, NotFound, PseudowordError, TooLarge
 from pseudoword.registry.core.modelspec import embedded_thumbnail
 from pseudoword.registry.core.png_embedding import png_chunks
+from pseudoword.registry.core.record import VersionRecord
 from pseudoword.registry.service.models import Model, Preview, Version
 from pseudoword.registry.service.settings import Settings
 
@@ -260,11 +262,11 @@ class Previews:
             found.setdefault(row.version_id, []).append(preview_view(row))
         return found
 
-    def add_to_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Give each version record (from ``catalogue.record``) its ``previews`` list, in one query."""
-        pairs = {(r["source"], r["model"]) for r in records}
+    def add_to_records(self, records: Sequence[VersionRecord]) -> list[VersionRecord]:
+        """Each version record (from ``catalogue.record``) with its ``previews``, read in one query."""
+        pairs = {(r.source, r.model) for r in records}
         if not pairs:
-            return records
+            return list(records)
         with self.catalogue.session() as session:
             rows = session.execute(
                 select(Preview, Version.source, Version.model, Version.version)
@@ -275,9 +277,7 @@ class Previews:
         by_version: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for preview, source, model, version in rows:
             by_version.setdefault((source, model, version), []).append(preview_view(preview))
-        for r in records:
-            r["previews"] = by_version.get((r["source"], r["model"], r["version"]), [])
-        return records
+        return [replace(r, previews=tuple(by_version.get((r.source, r.model, r.version), ()))) for r in records]
 
     def blob(self, sha256: str) -> tuple[str, int] | None:
         """(media type, size) of a preview image or thumbnail by digest, else None."""

@@ -24,9 +24,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Engine
+
+from pseudoword.registry.core.record import VersionRecord
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,7 @@ class ResolveCache:
 
     def __init__(self, watcher: ChangeWatcher, max_entries: int = 4096) -> None:
         self.watcher, self.max_entries = watcher, max_entries
-        self._entries: dict[str, dict[str, Any]] = {}
+        self._entries: dict[str, VersionRecord] = {}  # frozen: a caller cannot change what others read
         self._generation: Generation | None = None
         self._lock = threading.Lock()
 
@@ -169,10 +171,10 @@ class ResolveCache:
                 self._generation = generation
         return generation
 
-    def get(self, text: str) -> dict[str, Any] | None:
+    def get(self, text: str) -> VersionRecord | None:
         return self._entries.get(text)
 
-    def put(self, text: str, record: dict[str, Any], generation: Generation | None) -> None:
+    def put(self, text: str, record: VersionRecord, generation: Generation | None) -> None:
         """Keep a record read at ``generation``; dropped if the catalogue has moved on since."""
         if generation is None:
             return

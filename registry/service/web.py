@@ -19,6 +19,7 @@ from markdown_it import MarkdownIt
 
 from pseudoword.registry.core import HashRef, parse_ref
 from pseudoword.registry.core.errors import InvalidReference, InvalidRequest, NotFound, PseudowordError
+from pseudoword.registry.core.record import VersionRecord
 from pseudoword.registry.core.refs import parse_model_ref
 from pseudoword.registry.core.versions import latest_version, newest_first
 from pseudoword.registry.core.writing import EXPORT_SUFFIXES, safe_filename
@@ -45,10 +46,10 @@ def render_markdown(text: str) -> str:
                      url_schemes={"http", "https", "mailto"}, link_rel="nofollow noopener noreferrer")
 
 
-def usage(record: dict[str, Any], registry_url: str) -> dict[str, str]:
+def usage(record: VersionRecord, registry_url: str) -> dict[str, str]:
     """How to use one version in each tool, as its users write it."""
-    trigger, ref = record["trigger"], record["id"]
-    negative = record["kind"] == "negative"
+    trigger, ref = record.call_word, record.id
+    negative = record.kind == "negative"
     weight = -1 if negative else 1
     a1111 = (f"Prompt: {_SUBJECT}\nNegative prompt: {trigger}" if negative else f"Prompt: {_SUBJECT}, {trigger}")
     comfy = f"embedding:{trigger}"
@@ -72,14 +73,14 @@ _FORMATS = {"safetensors": "canonical (A1111, ComfyUI, Forge)", "a1111": "AUTOMA
              "diffusers": "diffusers load_textual_inversion"}
 
 
-def files(record: dict[str, Any]) -> list[dict[str, str]]:
+def files(record: VersionRecord) -> list[dict[str, str]]:
     """A version's downloads: one per format, named as the download names them (downloads.py)."""
-    return [{"format": fmt, "what": what, "name": safe_filename(record["trigger"]) + EXPORT_SUFFIXES[fmt],
-             "url": record["download_url"] + ("" if fmt == "safetensors" else f"?format={fmt}")}
+    return [{"format": fmt, "what": what, "name": safe_filename(record.call_word) + EXPORT_SUFFIXES[fmt],
+             "url": (record.download_url or "") + ("" if fmt == "safetensors" else f"?format={fmt}")}
             for fmt, what in _FORMATS.items()]
 
 
-def _hash_lookup(catalogue: Any, q: str) -> list[dict[str, Any]] | None:
+def _hash_lookup(catalogue: Any, q: str) -> list[VersionRecord] | None:
     """A hash typed in the search box (sha256, AutoV2, A1111's short hash): the catalogue's own
     by-hash lookup. None when ``q`` is not a hash; [] when no file has it."""
     try:
@@ -110,7 +111,8 @@ class Cataloguepages(Controller):
         catalogue = request.app.state.catalogue
         filters = {"q": q or "", "architecture": architecture or "", "kind": kind or "", "tag": tag or "",
                    "source": source or "", "sort": sort or "relevance"}
-        error, items, next_cursor, by_hash = None, [], None, False
+        error, next_cursor, by_hash = None, None, False
+        items: list[VersionRecord] = []
         try:
             found = _hash_lookup(catalogue, q) if q and not cursor else None
             if found is not None:
@@ -121,7 +123,7 @@ class Cataloguepages(Controller):
                 with catalogue.session() as session:
                     ids, next_cursor = search(session, query)
                 items = catalogue.records_by_ids(ids)
-            catalogue.previews.add_to_records(items)
+            items = catalogue.previews.add_to_records(items)
         except InvalidRequest as exc:
             error = exc.message
         next_params = {key: value for key, value in filters.items() if value} | {"cursor": next_cursor or ""}
@@ -144,19 +146,19 @@ class Cataloguepages(Controller):
             detail = catalogue.get_model(ref.source, ref.model)
         except PseudowordError as exc:
             return missing(exc.message)
-        versions = catalogue.previews.add_to_records(detail["versions"])
+        versions = catalogue.previews.add_to_records(detail.versions)
         # The "use it" snippet names what an unpinned reference means (core/versions.py's rule).
         latest = latest_version(versions)
         if version is None:
             shown = latest or max(versions, key=newest_first)  # every version yanked: the newest, marked
         else:
-            shown = next((v for v in versions if v["version"] == version), None)
+            shown = next((v for v in versions if v.version == version), None)
             if shown is None:
-                return missing(f"{detail['id']} has no version {version}")
+                return missing(f"{detail.id} has no version {version}")
         base = str(request.base_url).rstrip("/")
         return Template("model.html", context={
             "model": detail, "versions": versions, "shown": shown, "latest": latest, "pinned": version is not None,
-            "description": render_markdown(shown["description"]),
+            "description": render_markdown(shown.description or ""),
             "usage": usage(latest, base) if latest else None,
             "files": files(shown), "base_url": base})
 

@@ -188,3 +188,37 @@ def test_publisher_removes_a_preview(registry: Server, source: str) -> None:
     assert left.status_code == 200 and [p["format"] for p in left.json()] == ["jpeg"]
     assert httpx.delete(url, headers=registry.headers(), timeout=30).status_code == 404
     assert get(registry, f"/api/v1/previews/{digest}").status_code == 404  # no row serves it any more
+
+
+#: The keys of a version record on the wire (catalogue.record); get/publish/by-hash add ``files``,
+#: version answers ``previews``, resolve answers drop ``downloads``.
+RECORD_KEYS = {"id", "air", "version_id", "model_id", "source", "model", "version", "architecture", "vectors",
+               "dtype", "kind", "trigger", "tags", "title", "description", "sha256", "size", "original_sha256",
+               "original_size", "original_format", "autov2", "a1111_hash", "base_model", "license", "permissions",
+               "publisher", "pickle_scan", "metadata", "yanked", "yanked_reason", "created_at", "downloads",
+               "download_url"}
+
+
+def test_every_answer_is_the_typed_record_s_json_exactly(registry: Server, source: str) -> None:
+    """The service builds a VersionRecord and sends its to_wire(): the client's from_wire gives back
+    the same JSON, key for key, with the service's fields typed (none left in ``extra``)."""
+    from pseudoword.registry.core.record import ModelRecord, ResolveAnswer, VersionRecord
+
+    published = publish_with(registry, f"{source}:typed@1", [("a.png", png(seed=2))])
+    assert published.status_code == 201, published.text
+    version = get(registry, f"/api/v1/embeddings/{source}/typed/1").json()
+    assert set(version) == RECORD_KEYS | {"files", "previews"}
+    assert set(published.json()) == RECORD_KEYS | {"files", "previews"}
+    model = get(registry, f"/api/v1/embeddings/{source}/typed").json()
+    by_hash = get(registry, f"/api/v1/by-hash/{version['sha256']}").json()
+    items = get(registry, "/api/v1/embeddings", params={"source": source}).json()["items"]
+    (answer,) = httpx.post(f"{registry.url}/api/v1/resolve", json={"refs": [f"{source}:typed"]}, timeout=30).json()["results"]
+    assert set(answer["record"]) == RECORD_KEYS - {"downloads"}
+    for wire in (published.json(), version, by_hash, *items, answer["record"]):
+        record = VersionRecord.from_wire(wire)
+        assert record.extra == {} and record.to_wire() == wire
+    assert ModelRecord.from_wire(model).to_wire() == model and ModelRecord.from_wire(model).model_id is not None
+    assert ResolveAnswer.from_wire(answer).to_wire() == answer
+    typed = VersionRecord.from_wire(version)
+    assert typed.files and typed.files[0].format == "original" and typed.previews and typed.previews[0]["format"] == "png"
+    assert typed.publisher == source and typed.pickle_scan["result"] and typed.version_id == version["version_id"]

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from pseudoword.registry.core.errors import PseudowordError
+from pseudoword.registry.core.record import VersionRecord
 from pseudoword.registry.core.refs import parse_model_ref
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
 from pseudoword.registry.service.db import make_engine, migrate
@@ -53,7 +54,7 @@ def replicas(database_url: str, tmp_path: Path) -> Iterator[tuple[Catalogue, Cat
         catalogue.engine.dispose()
 
 
-def _publish(catalogue: Catalogue, ref: str, seed: int) -> dict[str, Any]:
+def _publish(catalogue: Catalogue, ref: str, seed: int) -> VersionRecord:
     meta = parse_metadata(json.dumps({"id": ref, "trigger": "word"}), catalogue.settings)
     record, created = catalogue.publish(meta, random_embedding(seed=seed), "emb.safetensors")
     assert created
@@ -93,21 +94,21 @@ def _eventually(check: Callable[[], bool], is_sqlite: bool) -> bool:
 
 def _latest_version(catalogue: Catalogue, ref: str) -> str | None:
     (result,) = catalogue.resolve([ref])
-    return result["record"]["version"] if "record" in result else None
+    return result.record.version if result.record else None
 
 
 def test_a_repeated_resolve_runs_no_query_and_gives_the_same_answer(replicas: tuple[Catalogue, Catalogue]) -> None:
     reader, writer = replicas
     record = _heard(reader, lambda: _publish(writer, "studio:cached@1", seed=1))
-    refs = ["studio:cached", "studio:cached@1", f"sha256:{record['sha256']}", record["autov2"]]
+    refs = ["studio:cached", "studio:cached@1", f"sha256:{record.sha256}", record.autov2]
     first = reader.resolve(refs)
-    assert [r["record"]["id"] for r in first] == ["studio:cached@1"] * 4
+    assert [r.record.id for r in first if r.record] == ["studio:cached@1"] * 4
     statements = _statements(reader.engine)
     assert reader.resolve_cached(refs) == first
     assert reader.resolve(refs) == first
     assert statements == []
     # An unknown ref is never cached: asked again it queries again (and a publish makes it appear).
-    assert "error" in reader.resolve(["studio:other"])[0]
+    assert reader.resolve(["studio:other"])[0].error is not None
     assert len(statements) == 1
     assert reader.resolve_cached(["studio:cached", "studio:other"]) is None
 
@@ -123,9 +124,9 @@ def test_a_change_committed_elsewhere_is_never_answered_from_the_cache(
     _publish(writer, "studio:moving@2", seed=2)
     assert _eventually(lambda: _latest_version(reader, "studio:moving") == "2", is_sqlite)
     # A yank elsewhere: latest falls back, and the pinned record says yanked.
-    assert reader.resolve(["studio:moving@2"])[0]["record"]["yanked"] is False
+    assert reader.resolve(["studio:moving@2"])[0].record.yanked is False  # type: ignore[union-attr]
     writer.set_yanked(parse_model_ref("studio:moving@2"), True, "broken")
-    assert _eventually(lambda: reader.resolve(["studio:moving@2"])[0]["record"]["yanked"] is True, is_sqlite)
+    assert _eventually(lambda: reader.resolve(["studio:moving@2"])[0].record.yanked is True, is_sqlite)
     assert _latest_version(reader, "studio:moving") == "1"
 
 
@@ -135,7 +136,7 @@ def test_a_download_leaves_every_resolve_cache_as_it_was(replicas: tuple[Catalog
     record = _heard(reader, lambda: _publish(writer, "studio:popular@1", seed=3))
     refs = ["studio:popular", "studio:popular@1"]
     first = reader.resolve(refs)
-    assert all("downloads" not in result["record"] for result in first)
+    assert all(r.record and r.record.downloads is None and "downloads" not in r.to_wire()["record"] for r in first)
     statements = _statements(reader.engine)
     for catalogue in (writer, reader):  # a download on another replica, and on this one
         for _ in range(3):
@@ -146,7 +147,7 @@ def test_a_download_leaves_every_resolve_cache_as_it_was(replicas: tuple[Catalog
     statements.clear()
     assert reader.resolve(refs) == first
     assert statements == [], "a download emptied the resolve cache"
-    assert record["sha256"] == first[1]["record"]["sha256"]
+    assert first[1].record and record.sha256 == first[1].record.sha256
 
 
 def test_a_change_in_this_process_is_seen_by_its_next_resolve(database_url: str, tmp_path: Path) -> None:
@@ -184,11 +185,11 @@ def test_postgres_listener_lost_turns_the_cache_off_until_it_is_back(postgres_ur
             # Changes made while nobody listens are not missed: the cache is off meanwhile...
             assert watcher.generation() is None and catalogue.resolve_cached(["studio:lost"]) is None
             admin.execute("UPDATE versions SET title = 'changed while deaf'")
-        assert catalogue.resolve(["studio:lost"])[0]["record"]["title"] == "changed while deaf"
+        assert catalogue.resolve(["studio:lost"])[0].record.title == "changed while deaf"  # type: ignore[union-attr]
         # ...and on again once the listener is back.
         assert watcher.wait_listening(NOTIFY_WAIT)
         catalogue.resolve(["studio:lost"])
-        assert catalogue.resolve_cached(["studio:lost"])[0]["record"]["title"] == "changed while deaf"
+        assert catalogue.resolve_cached(["studio:lost"])[0].record.title == "changed while deaf"  # type: ignore[index,union-attr]
     finally:
         catalogue.resolve_cache.close()
         catalogue.engine.dispose()
@@ -232,7 +233,7 @@ def test_the_cache_is_bounded_and_refuses_records_read_before_a_change() -> None
 def test_an_unreadable_ref_is_still_a_per_ref_error(replicas: tuple[Catalogue, Catalogue]) -> None:
     reader, _writer = replicas
     (result,) = reader.resolve(["not a ref"])
-    assert result["error"]["code"] == "invalid_reference"
+    assert result.error and result.error["code"] == "invalid_reference"
     assert reader.resolve_cached(["not a ref"]) is None
     with pytest.raises(PseudowordError, match="at most"):
         reader.resolve(["x:y"] * (reader.settings.max_resolve_refs + 1))

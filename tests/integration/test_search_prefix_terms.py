@@ -41,7 +41,7 @@ def catalogue(database_url: str, tmp_path: Path) -> Iterator[Catalogue]:
 def found(catalogue: Catalogue, q: str, sort: str = "relevance") -> set[str]:
     with catalogue.session() as session:
         ids, _ = search(session, Query(q=q, sort=sort, limit=100))
-    return {record["model"][1:] for record in catalogue.records_by_ids(ids)}
+    return {record.model[1:] for record in catalogue.records_by_ids(ids)}
 
 
 @pytest.mark.parametrize("sort", ["relevance", "newest", "downloads"])

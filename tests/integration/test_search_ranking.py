@@ -50,7 +50,7 @@ def _names(catalogue: Catalogue, **query: object) -> list[str]:
     for _ in range(20):
         with catalogue.session() as session:
             ids, cursor = search(session, Query(limit=1, cursor=cursor, **query))  # type: ignore[arg-type]
-        names += [record["model"] for record in catalogue.records_by_ids(ids)]
+        names += [record.model for record in catalogue.records_by_ids(ids)]
         if cursor is None:
             return names
     raise AssertionError(f"paging never ended: {names}")

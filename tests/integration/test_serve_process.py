@@ -71,12 +71,12 @@ def test_resolve_cache_can_be_turned_off(tmp_path: Path) -> None:
         created = publish_in_process(catalogue, "studio:x@1")
         catalogue.resolve(["studio:x"])
         assert (catalogue.resolve_cached(["studio:x"]) is not None) is enabled
-        assert catalogue.resolve(["studio:x"])[0]["record"]["sha256"] == created["sha256"]
+        assert catalogue.resolve(["studio:x"])[0].record.sha256 == created.sha256  # type: ignore[union-attr]
         catalogue.resolve_cache.close()
         catalogue.engine.dispose()
 
 
-def publish_in_process(catalogue, ref: str) -> dict:  # type: ignore[no-untyped-def]
+def publish_in_process(catalogue, ref: str):  # type: ignore[no-untyped-def]  # -> VersionRecord
     from pseudoword.registry.service.catalogue import parse_metadata
 
     record, created = catalogue.publish(parse_metadata(json.dumps({"id": ref}), catalogue.settings),

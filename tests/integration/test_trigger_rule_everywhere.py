@@ -64,7 +64,7 @@ def test_publish_and_import_give_every_file_the_same_trigger(folder: Path, catal
         meta = parse_metadata(json.dumps({"id": row["id"]}), catalogue.settings)
         record, created = catalogue.publish(meta, (folder / name).read_bytes(), name)
         assert created
-        assert record["trigger"] == row["trigger"], name
+        assert record.trigger == row["trigger"], name
     assert by_file["badhandv4.pt"]["trigger"] == "badhandv4"
     assert read_embedding(folder / "badhandv4.pt").name == "bad-hands-5"  # not what a user types
     assert by_file["Stable_Yogis_Scenery_positives .safetensors"]["trigger"] == "Stable_Yogis_Scenery_positives"

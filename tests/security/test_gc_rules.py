@@ -46,7 +46,7 @@ def test_gc_keeps_young_orphans_removes_stale_ones_and_reports_exactly(database_
     try:
         record, _ = catalogue.publish(parse_metadata(json.dumps({"id": "studio:kept@1"}), catalogue.settings),
                                       random_embedding(seed=1), "kept.safetensors")
-        _age(root / blob_key(record["sha256"]), 2 * HOUR)  # old, but referenced
+        _age(root / blob_key(record.sha256), 2 * HOUR)  # old, but referenced
         old = _orphan(catalogue, root, 2, 2 * HOUR)
         young = _orphan(catalogue, root, 3, 60)
         stale_tmp = root / "sha256" / "ab" / "cd" / f"{TMP_PREFIX}crashed"
@@ -62,7 +62,7 @@ def test_gc_keeps_young_orphans_removes_stale_ones_and_reports_exactly(database_
         assert report.removed == [old] and report.young == [young] and report.grace_seconds == HOUR
         assert report.temporaries_removed == [str(stale_tmp.relative_to(root))]
         assert not (root / blob_key(old)).exists() and (root / blob_key(young)).exists()
-        assert (root / blob_key(record["sha256"])).exists() and fresh_tmp.exists() and not stale_tmp.exists()
+        assert (root / blob_key(record.sha256)).exists() and fresh_tmp.exists() and not stale_tmp.exists()
         # Republishing an old orphan's content makes it young again: gc keeps it now.
         again = _orphan(catalogue, root, 4, 2 * HOUR)
         catalogue.store.put(again, canonical_bytes(read_embedding(random_embedding(seed=4))))
@@ -78,12 +78,12 @@ def test_republishing_the_same_content_heals_a_missing_blob(database_url: str, t
         meta = parse_metadata(json.dumps({"id": "studio:healed@1"}), catalogue.settings)
         record, created = catalogue.publish(meta, random_embedding(seed=5), "healed.safetensors")
         assert created
-        catalogue.store.delete(record["sha256"])  # lost (a disk replaced, a gc of old code...)
+        catalogue.store.delete(record.sha256)  # lost (a disk replaced, a gc of old code...)
         again, created = catalogue.publish(meta, random_embedding(seed=5), "healed.safetensors")
-        assert not created and again["sha256"] == record["sha256"]
+        assert not created and again.sha256 == record.sha256
         import hashlib
 
-        assert hashlib.sha256(catalogue.store.get(record["sha256"])).hexdigest() == record["sha256"]
+        assert hashlib.sha256(catalogue.store.get(record.sha256)).hexdigest() == record.sha256
     finally:
         catalogue.close()
         catalogue.engine.dispose()
