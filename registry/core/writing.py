@@ -81,7 +81,9 @@ def safe_filename(trigger: str) -> str:
 
 def _a1111(emb: Embedding, trigger: str) -> bytes:
     if emb.architecture == "sdxl":
-        payload: dict[str, object] = {key: value.clone() for key, value in emb.vectors.items()}
+        # Keys in a fixed order: a file read by safetensors lists its tensors in a hash map's order,
+        # which differs between processes, and the export's bytes are content-addressed.
+        payload: dict[str, object] = {key: emb.vectors[key].clone() for key in sorted(emb.vectors)}
     else:
         payload = {
             "string_to_token": {"*": _A1111_TOKEN_ID},
