@@ -119,15 +119,7 @@ def embedding_dict_from_png(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dic
         decoded = base64.b64decode(raw.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidFile("the 'sd-ti-embedding' chunk is not base64") from None
-    try:
-        obj = json.loads(decoded)
-    except RecursionError:
-        raise InvalidFile("the 'sd-ti-embedding' JSON is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidFile(f"the 'sd-ti-embedding' chunk is not JSON: {str(exc)[:200]}") from None
-    if not isinstance(obj, dict):
-        raise InvalidFile(f"the 'sd-ti-embedding' JSON is a {type(obj).__name__}; expected an object")
-    return _tensors(obj, 0)  # type: ignore[no-any-return]
+    return _embedding_json(decoded, "the 'sd-ti-embedding' chunk")
 
 
 #: The most pixels an embedding image may have (A1111 writes the picture plus two narrow bands),
@@ -190,15 +182,7 @@ def embedding_dict_from_pixels(data: bytes, limits: Limits = DEFAULT_LIMITS) -> 
         return None  # bands that are not A1111's data: no hidden embedding
     if len(text) > limits.max_decompressed_bytes:
         raise TooLarge(f"the embedding in the PNG's pixels inflates past {limits.max_decompressed_bytes} bytes")
-    try:
-        obj = json.loads(text)
-    except RecursionError:
-        raise InvalidFile("the embedding in the PNG's pixels is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidFile(f"the embedding in the PNG's pixels is not JSON: {str(exc)[:200]}") from None
-    if not isinstance(obj, dict):
-        raise InvalidFile(f"the embedding in the PNG's pixels is a {type(obj).__name__}; expected an object")
-    return _tensors(obj, 0)  # type: ignore[no-any-return]
+    return _embedding_json(text, "the embedding in the PNG's pixels")
 
 
 def _tensors(value: Any, depth: int) -> Any:
@@ -239,3 +223,17 @@ def embedding_png_chunk(embedding_dict: dict[str, Any]) -> bytes:
         return value
 
     return base64.b64encode(json.dumps(encode(embedding_dict)).encode())
+
+
+def _embedding_json(text: bytes, where: str) -> dict[str, Any]:
+    """A1111's embedding dictionary from its JSON (tensors in A1111's encoding turned back into
+    tensors); every way the text can be wrong is an ``InvalidFile`` naming ``where``."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise InvalidFile(f"{where} holds JSON nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidFile(f"{where} is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(obj, dict):
+        raise InvalidFile(f"{where} holds a JSON {type(obj).__name__}; expected an object")
+    return _tensors(obj, 0)  # type: ignore[no-any-return]
