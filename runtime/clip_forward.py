@@ -50,10 +50,11 @@ def hidden_layer_index(encoder: Any, clip_skip: int | None, *, penultimate: bool
 
 
 @lru_cache(maxsize=64)
-def _legacy_layer_signature(layer_type: type) -> bool:
+def _legacy_layer_signature(forward: Any) -> bool:
     """transformers 4.x layers take ``(hidden, attention_mask, causal_attention_mask)`` and
-    return a tuple; 5.x take ``(hidden, attention_mask, **kwargs)`` and return the tensor."""
-    return "causal_attention_mask" in inspect.signature(layer_type.forward).parameters
+    return a tuple; 5.x take ``(hidden, attention_mask, **kwargs)`` and return the tensor.
+    Cached per layer class's ``forward``."""
+    return "causal_attention_mask" in inspect.signature(forward).parameters
 
 
 @lru_cache(maxsize=4)
@@ -94,7 +95,7 @@ def encode_embeds(
     layers = model.encoder.layers
     hidden = model.embeddings(inputs_embeds=inputs_embeds)
     mask = _causal_mask(model, hidden)
-    legacy = _legacy_layer_signature(type(layers[0])) if len(layers) else False
+    legacy = _legacy_layer_signature(type(layers[0]).forward) if len(layers) else False
     run_to = len(layers) if pooled_positions is not None else read_at
     selected = hidden if read_at == 0 else None
     for index in range(run_to):

@@ -293,14 +293,17 @@ def _encode_rows(slot: TextSlot, rows: list[Chunk], loaded: Sequence[LoadedEmbed
         empty = _empty(slot, read_at)
         if len(live) < len(rows):
             full = empty.hidden.expand(len(rows), *empty.hidden.shape).clone()
-            full_pooled = empty.pooled.expand(len(rows), *empty.pooled.shape).clone() if slot.pooled else None
+            full_pooled = (empty.pooled.expand(len(rows), *empty.pooled.shape).clone()
+                           if slot.pooled and empty.pooled is not None else None)
             if live:
+                assert hidden is not None  # the live rows were encoded above
                 index = torch.tensor(live, device=full.device)
                 full[index] = hidden
-                if full_pooled is not None:
+                if full_pooled is not None and pooled is not None:
                     full_pooled[index] = pooled
             hidden, pooled = full, full_pooled
         if scales is not None:
+            assert hidden is not None
             hidden = emphasise(hidden, empty.hidden, scales)
     assert hidden is not None
     return hidden, pooled

@@ -74,7 +74,7 @@ def _unet(cross_attention_dim: int, *, sdxl: bool, seed: int) -> Any:
             "projection_class_embeddings_input_dim": 1280 + 6 * 8,
             "transformer_layers_per_block": 1,
         }
-    return UNet2DConditionModel(
+    unet: Any = UNet2DConditionModel(  # diffusers' classes are untyped to mypy
         sample_size=8,  # latents of a 64x64 image
         in_channels=4,
         out_channels=4,
@@ -87,14 +87,15 @@ def _unet(cross_attention_dim: int, *, sdxl: bool, seed: int) -> Any:
         attention_head_dim=8,
         norm_num_groups=32,
         **extra,
-    ).eval()
+    )
+    return unet.eval()
 
 
 def _vae(seed: int) -> Any:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    return AutoencoderKL(
+    vae: Any = AutoencoderKL(
         in_channels=3,
         out_channels=3,
         # four levels: latents 1/8 of the image, as in Stable Diffusion
@@ -105,7 +106,8 @@ def _vae(seed: int) -> Any:
         latent_channels=4,
         norm_num_groups=16,
         sample_size=64,
-    ).eval()
+    )
+    return vae.eval()
 
 
 def _scheduler() -> Any:

@@ -135,7 +135,7 @@ def parse_entries(embeddings: Sequence[Any] | None) -> list[EmbeddingEntry]:
         for name, value in (("model", model), ("path", path)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise InvalidRequest(f"{where}.{name} must be a non-empty string", {"index": position})
-        label = model if model is not None else path
+        label = str(model if model is not None else path)
         trigger = raw.get("trigger")
         if trigger is not None:
             if not isinstance(trigger, str) or not trigger.strip() or len(trigger) > MAX_TRIGGER_CHARS:

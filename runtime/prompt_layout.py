@@ -202,8 +202,8 @@ def _own_copy(tokenizer: Any) -> tuple[Any, threading.Lock]:
 def tokenize_pieces(tokenizer: Any, pieces: Sequence[Piece | str]) -> list[Item]:
     """Token ids for the text pieces (one batched tokenizer call), each with its weight; runs
     and BREAKs kept in place. A plain ``str`` piece is text of weight 1."""
-    pieces = [Text(p) if isinstance(p, str) else p for p in pieces]
-    texts = [p.text for p in pieces if isinstance(p, Text)]
+    parts: list[Piece] = [Text(p) if isinstance(p, str) else p for p in pieces]
+    texts = [p.text for p in parts if isinstance(p, Text)]
     ids: list[list[int]] = []
     if texts:
         own, lock = _own_copy(tokenizer)
@@ -211,7 +211,7 @@ def tokenize_pieces(tokenizer: Any, pieces: Sequence[Piece | str]) -> list[Item]
             ids = own(texts, add_special_tokens=False).input_ids
     out: list[Item] = []
     it = iter(ids)
-    for piece in pieces:
+    for piece in parts:
         if isinstance(piece, Text):
             out.extend(Token(i, piece.weight) for i in next(it))
         else:

@@ -207,6 +207,8 @@ def make_scheduler(name: str | None, base: Any, *, seeds: Sequence[int] | None =
     import diffusers
 
     target = SCHEDULERS[canonical_name(name)] if name is not None else None
+    cls: Any
+    overrides: dict[str, Any]
     if target is None:
         cls, cls_name, overrides = type(base), type(base).__name__, {}
     else:

@@ -29,7 +29,7 @@ class TextSlot:
     """One tokenizer + CLIP encoder pair and the embedding key its vectors come from."""
 
     tokenizer: Any
-    encoder: torch.nn.Module
+    encoder: Any  # a transformers CLIP text model (torch's Module stub does not know its methods)
     vector_key: str  # "emb_params" (sd1/sd2), "clip_l" / "clip_g" (sdxl)
     width: int
     pooled: bool  # SDXL's second encoder also gives the projected pooled output

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lint gate: ruff (pyproject's small rule set) on everything, mypy on the core, the client, the
-# runtime's resolution modules, the service's settings and the CLI. mypy cannot follow the editable install's import hook (the
-# folders are installed as pseudoword.*), so it reads them through a tree of links under build/.
+# whole runtime (worker and training included), the service's settings and the CLI. mypy cannot
+# follow the editable install's import hook (the folders are installed as pseudoword.*), so it
+# reads them through a tree of links under build/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
@@ -11,6 +12,5 @@ for file in package/__init__.py package/__main__.py package/py.typed; do ln -s "
 for folder in registry runtime cli; do ln -s "../../../$folder" "$tree/$folder"; done
 MYPYPATH=build/typecheck .venv/bin/mypy --ignore-missing-imports --follow-imports=silent \
     -p pseudoword.registry.core -p pseudoword.registry.client -p pseudoword.registry.importing \
-    -p pseudoword.runtime.settings -p pseudoword.runtime.cache -p pseudoword.runtime.lock -p pseudoword.runtime.pull \
-    -p pseudoword.runtime.resolver -p pseudoword.runtime.vector_cache -p pseudoword.runtime.conditioning_cache \
+    -p pseudoword.runtime \
     -p pseudoword.registry.service.settings -p pseudoword.registry.service.identity -p pseudoword.cli

@@ -20,12 +20,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from pseudoword.registry.core import read_embedding
-from pseudoword.registry.core.embedding import Embedding
+from pseudoword.registry.core.embedding import Architecture, Embedding
 from pseudoword.registry.core.errors import InvalidRequest
 from pseudoword.registry.core.writing import canonical_bytes
 from pseudoword.runtime.cache import atomic_write
@@ -300,7 +300,8 @@ def _time_ids(all_views: list[Any], resolution: int, device: torch.device) -> to
 def _embedding(params: dict[str, torch.Tensor], stack: TextStack, metadata: dict[str, Any], step: int) -> Embedding:
     vectors = {key: value.detach().to("cpu", torch.float32).clone().contiguous() for key, value in params.items()}
     meta = training_metadata(steps=step, **metadata)
-    return Embedding(vectors, stack.architecture, "safetensors", name=metadata["trigger"], metadata=meta)
+    return Embedding(vectors, cast(Architecture, stack.architecture), "safetensors", name=metadata["trigger"],
+                     metadata=meta)
 
 
 def _fingerprint(options: TrainOptions, images: list[TrainImage], encoder_sha: str, resolution: int) -> str:

@@ -116,7 +116,9 @@ class Worker:
 
     def split(self, raw_tasks: list[Any]) -> tuple[list[Task], list[TaskError]]:
         """The tasks whose envelope is sound, and an error for each other one."""
-        tasks, errors, seen = [], [], set()
+        tasks: list[Task] = []
+        errors: list[TaskError] = []
+        seen: set[str] = set()
         for raw in raw_tasks:
             try:
                 tasks.append(check_task(raw, seen))
