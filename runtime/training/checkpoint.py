@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from pseudoword.registry.core.errors import InvalidRequest
-from pseudoword.runtime.cache import atomic_write
+from pseudoword.registry.core.files import atomic_write
 
 FORMAT = 1
 _NAME = re.compile(r"^step-(\d{6,})\.pt$")

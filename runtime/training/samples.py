@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pseudoword.registry.core.embedding import Embedding
+from pseudoword.registry.core.files import atomic_write
 from pseudoword.registry.core.writing import canonical_bytes
-from pseudoword.runtime.cache import atomic_write
 from pseudoword.runtime.training.templates import prompt_for
 
 

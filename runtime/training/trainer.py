@@ -27,8 +27,8 @@ import torch
 from pseudoword.registry.core import read_embedding
 from pseudoword.registry.core.embedding import Architecture, Embedding
 from pseudoword.registry.core.errors import InvalidRequest
+from pseudoword.registry.core.files import atomic_write
 from pseudoword.registry.core.writing import canonical_bytes
-from pseudoword.runtime.cache import atomic_write
 from pseudoword.runtime.clip_forward import hidden_layer_index
 from pseudoword.runtime.conditioning import run_encoder
 from pseudoword.runtime.prompt_layout import Chunk
