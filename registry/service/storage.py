@@ -224,6 +224,8 @@ class S3BlobStore:
         self._call("delete", self.client.remove_object, self.bucket, blob_key(sha256))
 
     def list_blobs(self) -> Iterator[StoredBlob]:
+        if not self._call("bucket check", self.client.bucket_exists, self.bucket):
+            return  # never written to (the bucket is made on the first upload): it holds nothing
         objects = self._call("listing", self.client.list_objects, self.bucket, prefix="sha256/", recursive=True)
         for obj in objects:
             name = obj.object_name.rsplit("/", 1)[-1]

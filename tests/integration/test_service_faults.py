@@ -159,3 +159,21 @@ def test_crash_between_blob_write_and_row_commit(backend: Backend, tmp_path: Pat
     finally:
         if database:
             drop_database(database)
+
+
+@pytest.mark.s3
+def test_a_bucket_never_written_to_holds_no_blobs() -> None:
+    """The bucket is made on the first upload; listing it before (gc, these tests) finds nothing."""
+    from pseudoword.registry.service.storage import open_store
+    from tests.integration.servers import S3_KEY, S3_SECRET
+
+    s3 = MotoS3()
+    s3.start()
+    try:
+        store = open_store(s3.storage_url("never-written"), S3_KEY, S3_SECRET)
+        assert list(store.list_blobs()) == []
+        digest = hashlib.sha256(b"blob").hexdigest()
+        store.put(digest, b"blob")
+        assert [blob.sha256 for blob in store.list_blobs()] == [digest]
+    finally:
+        s3.stop()
