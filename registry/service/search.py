@@ -29,12 +29,11 @@ TAG = re.compile(r"[a-z0-9][a-z0-9 ._+-]*")
 _SOURCE = re.compile(SOURCE_RE)
 #: The range of the integer columns a cursor's keys are compared with.
 _INT64 = (-(2**63), 2**63 - 1)
-#: Relevance ranks at most this many matches, the newest models among them. Scoring (BM25 on
-#: SQLite, ts_rank on PostgreSQL) costs about a microsecond per match, so a word in a third of
-#: a 100,000-model catalogue took 40-60 ms to rank; the newest matches come from the index's own
-#: order, so the cap makes any query cheap. Older matches of such a word stay reachable by
-#: sort=newest or sort=downloads, or by a narrower query.
-RELEVANCE_CANDIDATES = 1000
+#: Relevance ranks the matches this many at a time, newest first (see _relevance). Scoring (BM25 on
+#: SQLite, ts_rank on PostgreSQL) costs about a microsecond per match and finding the newest ones
+#: grows with the window on PostgreSQL, so a word in a third of a 1,000,000-model catalogue ranked
+#: whole took 40-60 ms; a window keeps any page cheap and every match reachable.
+RELEVANCE_WINDOW = 250
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_QUERY_WORDS = 16
 
@@ -150,69 +149,35 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
     if query.tag:
         where.append("EXISTS (SELECT 1 FROM model_tags t WHERE t.model_id = m.id AND t.tag = :tag)")
         params["tag"] = query.tag.lower()
-    filtered = len(where) > 1
-    # Ranking scores every candidate, so only when it orders.
-    rank = "0.0"
+    if words and sort == "relevance":
+        return _relevance(session, dialect, words, where, params, query.limit, last)
     source = "models m"
     if words:
         if dialect == "postgresql":
             params["tsq"] = search_terms.tsquery(session, words)
             where.append("m.search_vector @@ to_tsquery('simple', :tsq)")
-            if sort == "relevance":
-                rank = "-CAST(ts_rank(m.search_vector, to_tsquery('simple', :tsq)) AS double precision)"  # best first
         else:
             params["fts"] = search_terms.match_expression(session, words)
             matches = "SELECT rowid FROM model_search WHERE model_search MATCH :fts"
-            if sort == "relevance":
-                source = "model_search s JOIN models m ON m.id = s.rowid"
-                where.append("model_search MATCH :fts")
-                rank = "bm25(model_search, 10.0, 5.0, 1.0, 5.0, 10.0)"  # ascending = best first
+            # Two ways to a page sorted by newest or downloads: collect every match and sort
+            # them (cost grows with the matches), or walk the sort's index and ask the text
+            # index about each model (cost grows with catalogue / matches). Which is cheaper
+            # depends on how common the words are, estimated from how closely the newest
+            # matches lie (read lazily, newest first: cheap however common the words are).
+            newest = session.execute(text(f"{matches} ORDER BY rowid DESC LIMIT :sample"),
+                                     {**params, "sample": _DENSITY_SAMPLE}).scalars().all()
+            catalogue, estimated = _catalogue_size(session, dialect), float(len(newest))
+            if len(newest) == _DENSITY_SAMPLE:
+                estimated *= catalogue / max(1, newest[0] - newest[-1] + 1)
+            if _walk_pays(estimated, catalogue, query.limit + 1, _SQLITE_PROBE_PER_MATCH):
+                where.append("EXISTS (SELECT 1 FROM model_search s WHERE model_search MATCH :fts AND s.rowid = m.id)")
             else:
-                # Two ways to a page sorted by newest or downloads: collect every match and sort
-                # them (cost grows with the matches), or walk the sort's index and ask the text
-                # index about each model (cost grows with catalogue / matches). Which is cheaper
-                # depends on how common the words are, estimated from how closely the newest
-                # matches lie (read lazily, newest first: cheap however common the words are).
-                newest = session.execute(text(f"{matches} ORDER BY rowid DESC LIMIT :cap"),
-                                         {**params, "cap": RELEVANCE_CANDIDATES}).scalars().all()
-                estimated = float(len(newest))
-                if len(newest) == RELEVANCE_CANDIDATES:
-                    estimated *= _catalogue_size(session) / max(1, newest[0] - newest[-1] + 1)
-                if estimated >= _walk_threshold(session, query.limit):
-                    where.append("EXISTS (SELECT 1 FROM model_search s WHERE model_search MATCH :fts AND s.rowid = m.id)")
-                else:
-                    where.append(f"m.id IN ({matches})")
-        if sort == "relevance" and dialect == "postgresql":
-            # The candidates are the newest matches (backwards along the primary key, or through
-            # the text index when there are few); only they are scored, in the same statement.
-            source = f"(SELECT * FROM models m WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT :cap) m"
-            where, params["cap"] = ["TRUE"], RELEVANCE_CANDIDATES
-        elif sort == "relevance":
-            # bm25() only runs inside the full-text query, so the candidates come first: the
-            # newest matches, walked in the index's rowid order without scoring. Unfiltered, the
-            # index alone answers (it holds exactly the models with a latest version: index_model).
-            candidates = list(session.execute(text(
-                f"SELECT s.rowid FROM {source if filtered else 'model_search s'} "
-                f"WHERE {' AND '.join(where) if filtered else 'model_search MATCH :fts'} "
-                "ORDER BY s.rowid DESC LIMIT :cap"), {**params, "cap": RELEVANCE_CANDIDATES}).scalars())
-            if not candidates:
-                return [], None
-            # They passed every filter already. FTS5 seeks the rowid range itself; the set skips
-            # the other rows in that range unscored (unfiltered, every row in it is a candidate).
-            params["floor"] = candidates[-1]
-            if filtered:
-                params["candidates"] = json.dumps(candidates)
-                where = ["model_search MATCH :fts", "s.rowid >= :floor",
-                         "+s.rowid IN (SELECT value FROM json_each(:candidates))"]
-    order = {"relevance": "r.rank ASC, r.id ASC", "newest": "r.created DESC, r.id DESC",
-             "downloads": "r.downloads DESC, r.id DESC"}[sort]
+                where.append(f"m.id IN ({matches})")
+    order = {"newest": "r.created DESC, r.id DESC", "downloads": "r.downloads DESC, r.id DESC"}[sort]
     outer_where = ""
     if last is not None:
         params["c_id"] = last["id"]
-        if sort == "relevance":
-            params["c_key"] = float(last["key"])
-            outer_where = "WHERE (r.rank > :c_key OR (r.rank = :c_key AND r.id > :c_id))"
-        elif sort == "downloads":
+        if sort == "downloads":
             params["c_key"] = int(last["key"])
             outer_where = "WHERE (r.downloads < :c_key OR (r.downloads = :c_key AND r.id < :c_id))"
         else:
@@ -220,43 +185,128 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
             outer_where = "WHERE (r.created < :c_key OR (r.created = :c_key AND r.id < :c_id))"
             if dialect == "postgresql":
                 outer_where = outer_where.replace(":c_key", "CAST(:c_key AS timestamptz)")
-    if dialect == "sqlite" and words and sort == "relevance" and not filtered:
-        # Rank inside the full-text index and look up models for the page only.
-        ranked = (f"SELECT r.id, r.rank FROM (SELECT rowid AS id, {rank} AS rank FROM model_search "
-                  f"WHERE model_search MATCH :fts AND rowid >= :floor) r {outer_where} ORDER BY {order} LIMIT :limit")
-        sql = (f"SELECT r.id, m.latest_version_id AS version_id, r.rank, m.downloads AS downloads, "
-               f"m.latest_created_at AS created FROM ({ranked}) r JOIN models m ON m.id = r.id ORDER BY {order}")
-    else:
-        inner = (f"SELECT m.id AS id, m.latest_version_id AS version_id, {rank} AS rank, "
-                 f"m.downloads AS downloads, m.latest_created_at AS created FROM {source} WHERE {' AND '.join(where)}")
-        sql = (f"SELECT r.id, r.version_id, r.rank, r.downloads, r.created FROM ({inner}) r {outer_where} "
-               f"ORDER BY {order} LIMIT :limit")
+    inner = (f"SELECT m.id AS id, m.latest_version_id AS version_id, m.downloads AS downloads, "
+             f"m.latest_created_at AS created FROM {source} WHERE {' AND '.join(where)}")
+    sql = (f"SELECT r.id, r.version_id, r.downloads, r.created FROM ({inner}) r {outer_where} "
+           f"ORDER BY {order} LIMIT :limit")
     rows = session.execute(text(sql), params).all()
     next_cursor = None
     if len(rows) > query.limit:
         rows = rows[: query.limit]
         last_row = rows[-1]
-        key = {"relevance": last_row.rank, "downloads": last_row.downloads,
-               "newest": _ts(last_row.created)}[sort]
+        key = last_row.downloads if sort == "downloads" else _ts(last_row.created)
         next_cursor = _encode_cursor(sort, key, last_row.id)
     return [row.version_id for row in rows], next_cursor
 
 
-#: Measured on SQLite at 1,000,000 entries: collecting and sorting matches costs about 0.3 us each,
-#: asking the text index whether one model matches about 25 us. Walking the sort's index finds a
-#: page of ``limit`` among matches of density d in limit / d probes, so it wins from
-#: matches = sqrt(limit * catalogue * 25 / 0.3); at either side of that a page costs at most ~12 ms.
-_PROBE_PER_MATCH = 25 / 0.3
+def _relevance(session: Session, dialect: str, words: list[str], where: list[str], params: dict[str, Any],
+               limit: int, last: dict[str, Any] | None) -> tuple[list[int], str | None]:
+    """Matches by score, a window at a time: the RELEVANCE_WINDOW newest matches ranked, then the
+    next older window, and so on. A page may end in one window and go on in the next; the cursor
+    names its window by the window's newest model, so later publishes do not shift it."""
+    if dialect == "postgresql":
+        params["tsq"] = search_terms.tsquery(session, words)
+    else:
+        params["fts"] = search_terms.match_expression(session, words)
+    top: int | None = last["window"] if last else None
+    after = last
+    page: list[tuple[Any, int]] = []
+    while len(page) <= limit:
+        candidates = _window(session, dialect, where, params, top)
+        if not candidates:
+            break
+        rows = _ranked(session, dialect, candidates, params, after, limit + 1 - len(page))
+        page += [(row, candidates[0]) for row in rows]
+        if len(candidates) < RELEVANCE_WINDOW:
+            break
+        top, after = candidates[-1] - 1, None
+    next_cursor = None
+    if len(page) > limit:
+        page = page[:limit]
+        row, window = page[-1]
+        next_cursor = _encode_cursor("relevance", row.rank, row.id, window)
+    return [row.version_id for row, _ in page], next_cursor
 
 
-def _catalogue_size(session: Session) -> int:
-    """The text index's largest rowid (models are numbered from 1): the catalogue's size, near enough."""
-    return int(session.execute(text("SELECT max(rowid) FROM model_search")).scalar() or 0)
+def _window(session: Session, dialect: str, where: list[str], params: dict[str, Any], top: int | None) -> list[int]:
+    """The ids of the RELEVANCE_WINDOW newest matches at or below ``top`` (the newest when None), newest first."""
+    values = {**params, "window": RELEVANCE_WINDOW, "top": _INT64[1] if top is None else top}
+    if dialect == "postgresql":
+        # GIN hands back every match at once, which PostgreSQL then reads from the table (about
+        # 2 us each), or the primary key is walked newest first, asking each model's vector
+        # (about 0.5 us each, window / density of them). The planner's cost model undervalues
+        # the walk's checks (6,000 matches of two words: a 35 ms walk instead of a 17 ms bitmap),
+        # so its row estimate decides here and the order steers the plan: "m.id + 0" cannot walk.
+        where_sql = " AND ".join([*where, "m.id <= :top", "m.search_vector @@ to_tsquery('simple', :tsq)"])
+        walk = _walk_pays(_pg_estimate(session, where_sql, values), top or _catalogue_size(session, dialect),
+                          RELEVANCE_WINDOW, _PG_WALK_ROW_PER_MATCH)
+        sql = f"SELECT m.id FROM models m WHERE {where_sql} ORDER BY {'m.id' if walk else 'm.id + 0'} DESC LIMIT :window"
+    elif len(where) > 1:  # filtered
+        sql = ("SELECT s.rowid FROM model_search s JOIN models m ON m.id = s.rowid WHERE model_search MATCH :fts "
+               f"AND s.rowid <= :top AND {' AND '.join(where)} ORDER BY s.rowid DESC LIMIT :window")
+    else:
+        # Unfiltered, the text index alone answers: it holds exactly the models with a latest
+        # version (index_model), read newest first without scoring.
+        sql = ("SELECT rowid FROM model_search WHERE model_search MATCH :fts AND rowid <= :top "
+               "ORDER BY rowid DESC LIMIT :window")
+    return list(session.execute(text(sql), values).scalars())
 
 
-def _walk_threshold(session: Session, limit: int) -> int:
-    """How many matches make walking the sort's index cheaper than sorting every match."""
-    return max(RELEVANCE_CANDIDATES, int(math.sqrt((limit + 1) * _catalogue_size(session) * _PROBE_PER_MATCH)))
+def _ranked(session: Session, dialect: str, candidates: list[int], params: dict[str, Any],
+            after: dict[str, Any] | None, count: int) -> list[Any]:
+    """Up to ``count`` of ``candidates`` by score (best first, then id), after the cursor's row."""
+    values: dict[str, Any] = {"count": count, "top": candidates[0], "floor": candidates[-1]}
+    after_sql = ""
+    if after is not None:
+        values.update(c_key=float(after["key"]), c_id=after["id"])
+        after_sql = "WHERE (r.rank > :c_key OR (r.rank = :c_key AND r.id > :c_id))"
+    if dialect == "postgresql":
+        values.update(tsq=params["tsq"], ids=candidates)
+        scored = ("SELECT m.id, m.latest_version_id AS version_id, "
+                  "-CAST(ts_rank(m.search_vector, to_tsquery('simple', :tsq)) AS double precision) AS rank "  # best first
+                  "FROM models m WHERE m.id = ANY(:ids)")
+    else:
+        # bm25() only runs inside the full-text query: FTS5 seeks the window's rowid range itself,
+        # and the set skips, unscored, the rows in it that a filter left out.
+        values.update(fts=params["fts"], ids=json.dumps(candidates))
+        scored = ("SELECT s.rowid AS id, m.latest_version_id AS version_id, "
+                  "bm25(model_search, 10.0, 5.0, 1.0, 5.0, 10.0) AS rank "  # ascending = best first
+                  "FROM model_search s JOIN models m ON m.id = s.rowid WHERE model_search MATCH :fts "
+                  "AND s.rowid >= :floor AND s.rowid <= :top AND +s.rowid IN (SELECT value FROM json_each(:ids))")
+    sql = f"SELECT r.id, r.version_id, r.rank FROM ({scored}) r {after_sql} ORDER BY r.rank ASC, r.id ASC LIMIT :count"
+    return list(session.execute(text(sql), values).all())
+
+
+#: What reading one row of a sort's index and asking the text index about it costs, in matches
+#: collected and sorted (see _walk_pays). Measured at 1,000,000 entries. SQLite: collecting costs
+#: about 0.3 us a match, asking FTS5 about one model about 25 us. PostgreSQL: a match from GIN read
+#: from the table about 2 us, a row of the primary key with its vector checked about 0.5 us.
+_SQLITE_PROBE_PER_MATCH = 25 / 0.3
+_PG_WALK_ROW_PER_MATCH = 0.5 / 2
+#: How many of a query's newest matches SQLite reads to tell how common its words are.
+_DENSITY_SAMPLE = 1000
+
+
+def _walk_pays(matches: float, catalogue: int, wanted: int, cost_per_match: float) -> bool:
+    """Whether walking a sort's index, asking each row whether it matches, finds ``wanted`` matches
+    more cheaply than collecting every match and sorting them. Matches of density matches /
+    catalogue take wanted * catalogue / matches rows of walking, so walking wins once
+    matches ** 2 > wanted * catalogue * cost_per_match; either way costs most near that point."""
+    return matches * matches > wanted * catalogue * cost_per_match
+
+
+def _catalogue_size(session: Session, dialect: str) -> int:
+    """The largest model id (models are numbered from 1): the catalogue's size, near enough."""
+    sql = "SELECT max(id) FROM models" if dialect == "postgresql" else "SELECT max(rowid) FROM model_search"
+    return int(session.execute(text(sql)).scalar() or 0)
+
+
+def _pg_estimate(session: Session, where_sql: str, values: dict[str, Any]) -> float:
+    """PostgreSQL's own estimate of the rows that pass ``where_sql`` (from its statistics; close
+    for words and filters alike), without running the query."""
+    plan = session.execute(text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM models m WHERE {where_sql}"), values).scalar()
+    document: Any = json.loads(plan) if isinstance(plan, str) else plan
+    return float(document[0]["Plan"]["Plan Rows"])
 
 
 def _check_filters(query: Query) -> None:
@@ -282,8 +332,9 @@ def _is_int64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and _INT64[0] <= value <= _INT64[1]
 
 
-def _encode_cursor(sort: str, key: Any, model_id: int) -> str:
-    raw = json.dumps({"s": sort, "k": key, "i": model_id}, separators=(",", ":")).encode()
+def _encode_cursor(sort: str, key: Any, model_id: int, window: int | None = None) -> str:
+    fields = {"s": sort, "k": key, "i": model_id} | ({"w": window} if window is not None else {})
+    raw = json.dumps(fields, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -296,9 +347,12 @@ def _decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
         key, model_id = data["k"], data["i"]
         if not _is_int64(model_id):
             raise ValueError("bad cursor id")
+        window = data.get("w")  # relevance: the window's newest model (absent: the newest window)
         if sort == "relevance":
             if isinstance(key, bool) or not isinstance(key, (int, float)) or not math.isfinite(key):
                 raise ValueError("bad cursor key")
+            if window is not None and not _is_int64(window):
+                raise ValueError("bad cursor window")
         elif sort == "downloads":
             if not _is_int64(key):
                 raise ValueError("bad cursor key")
@@ -306,6 +360,6 @@ def _decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
             if not isinstance(key, str) or len(key) > 40:
                 raise ValueError("bad cursor key")
             datetime.fromisoformat(key)  # a timestamp, as the database compares it (kept as written)
-        return {"key": key, "id": model_id}
+        return {"key": key, "id": model_id, "window": window}
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError):
         raise InvalidRequest("invalid cursor: pass the next_cursor of the previous page with the same sort") from None

@@ -1,5 +1,6 @@
-"""Relevance ranks the newest RELEVANCE_CANDIDATES matches (so a common word stays fast); the
-other sorts still see every match, whichever plan SQLite is steered to. On both databases."""
+"""Relevance ranks the matches a window of RELEVANCE_WINDOW at a time, newest window first (so a
+common word stays fast), and pages on into older windows, so every match is reachable by every sort,
+whichever plan the database is steered to. On both databases."""
 
 from __future__ import annotations
 
@@ -43,13 +44,13 @@ def catalogue(database_url: str, tmp_path: Path) -> Iterator[Catalogue]:
     engine.dispose()
 
 
-def _names(catalogue: Catalogue, **query: object) -> list[str]:
-    """Every page of a search, one result per page, so the cursor is exercised at each step."""
+def _names(catalogue: Catalogue, limit: int = 1, **query: object) -> list[str]:
+    """Every page of a search, one result per page unless told, so the cursor is exercised at each step."""
     names: list[str] = []
     cursor = None
     for _ in range(20):
         with catalogue.session() as session:
-            ids, cursor = search(session, Query(limit=1, cursor=cursor, **query))  # type: ignore[arg-type]
+            ids, cursor = search(session, Query(limit=limit, cursor=cursor, **query))  # type: ignore[arg-type]
         names += [record.model for record in catalogue.records_by_ids(ids)]
         if cursor is None:
             return names
@@ -63,22 +64,43 @@ def test_relevance_ranks_every_match_when_there_are_few(catalogue: Catalogue) ->
     assert ranked[-1] == "m5"  # one mention in the longest description
 
 
-def test_relevance_ranks_only_the_newest_matches_beyond_the_cap(catalogue: Catalogue,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(search_module, "RELEVANCE_CANDIDATES", 3)
-    ranked = _names(catalogue, q="style")
-    assert ranked[0] == "m4" and sorted(ranked) == ["m3", "m4", "m5"]  # m1 and m2 are older than the cap
-    # With a filter the cap counts only matches that pass it: m3 is negative.
-    assert sorted(_names(catalogue, q="style", kind="positive")) == ["m2", "m4", "m5"]
-    assert _names(catalogue, q="style", kind="positive")[0] == "m4"
+def test_relevance_ranks_a_window_at_a_time_and_pages_into_older_windows(catalogue: Catalogue,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search_module, "RELEVANCE_WINDOW", 3)
+    # The newest three matches (m5, m4, m3) by score, then the older window (m2, m1) by score.
+    whole = _names(catalogue, q="style")
+    assert whole[0] == "m4" and set(whole[:3]) == {"m3", "m4", "m5"} and whole[3:] == ["m1", "m2"]
+    # Pages that end inside a window and pages that span two give the same order.
+    assert _names(catalogue, q="style", limit=2) == _names(catalogue, q="style", limit=4) == whole
+    assert _names(catalogue, q="style", limit=100) == whole
+    # With a filter the window counts only matches that pass it: m3 is negative.
+    positive = _names(catalogue, q="style", kind="positive")
+    assert positive[0] == "m4" and set(positive[:3]) == {"m2", "m4", "m5"} and positive[3:] == ["m1"]
     # A rare word is never cut.
     assert _names(catalogue, q="unrelated") == ["m6"]
 
 
-@pytest.mark.parametrize("cap", [2, 1000])  # 2: 'style' counts as common and SQLite walks the sort's index
-def test_newest_and_downloads_see_every_match_whatever_the_plan(catalogue: Catalogue, cap: int,
+def test_a_relevance_page_stays_in_its_window_when_newer_models_arrive(catalogue: Catalogue,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search_module, "RELEVANCE_WINDOW", 3)
+    with catalogue.session() as session:
+        first, cursor = search(session, Query(q="style", limit=2))
+    fields = {"id": "studio:m7@1", "trigger": "style", "title": "style style style", "description": "style"}
+    settings = catalogue.settings
+    catalogue.publish(parse_metadata(json.dumps(fields), settings), random_embedding(seed=7), "e.safetensors")
+    names = [record.model for record in catalogue.records_by_ids(first)]
+    while cursor:  # the rest of the first window, then the older one: the new m7 is not in them
+        with catalogue.session() as session:
+            ids, cursor = search(session, Query(q="style", limit=2, cursor=cursor))
+        names += [record.model for record in catalogue.records_by_ids(ids)]
+    assert sorted(names) == ["m1", "m2", "m3", "m4", "m5"] and len(names) == 5
+    assert _names(catalogue, q="style")[0] == "m7"  # a new search starts from the newest window
+
+
+@pytest.mark.parametrize("walk", [True, False])
+def test_newest_and_downloads_see_every_match_whatever_the_plan(catalogue: Catalogue, walk: bool,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(search_module, "RELEVANCE_CANDIDATES", cap)
+    monkeypatch.setattr(search_module, "_walk_pays", lambda *costs: walk)
     assert _names(catalogue, q="style", sort="newest") == ["m5", "m4", "m3", "m2", "m1"]
     for _ in range(3):
         catalogue.count_download(catalogue.version_row(parse_model_ref("studio:m2@1")))
@@ -86,3 +108,11 @@ def test_newest_and_downloads_see_every_match_whatever_the_plan(catalogue: Catal
     assert catalogue.downloads.flush()
     assert _names(catalogue, q="style", sort="downloads") == ["m2", "m4", "m5", "m3", "m1"]
     assert _names(catalogue, q="unrelated", sort="downloads") == ["m6"]
+
+
+def test_walking_the_primary_key_pays_only_for_common_words() -> None:
+    # The two cases measured at 1,000,000 entries: two words in 6,000 models (collecting them: 17 ms,
+    # walking: 35 ms) and a word in 28,000 (walking: 10 ms, collecting: 140 ms).
+    cost = search_module._PG_WALK_ROW_PER_MATCH
+    assert not search_module._walk_pays(6_000, 1_000_000, search_module.RELEVANCE_WINDOW, cost)
+    assert search_module._walk_pays(28_000, 1_000_000, search_module.RELEVANCE_WINDOW, cost)

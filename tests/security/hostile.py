@@ -171,6 +171,8 @@ def hostile_requests(source: str) -> list[Raw]:
         "relevance": {"s": "relevance", "k": 1.0, "i": 2**63}, "downloads": {"s": "downloads", "k": 2**64, "i": 1},
         "newest": {"s": "newest", "k": "not a date", "i": 1}, "booleans": {"s": "newest", "k": True, "i": False},
         "huge float": {"s": "relevance", "k": 1e400, "i": 1},
+        "window past int64": {"s": "relevance", "k": 1.0, "i": 1, "w": 2**63},
+        "window not a number": {"s": "relevance", "k": 1.0, "i": 1, "w": "1"},
     }
     for name, cursor in cursors.items():
         token = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode().rstrip("=")
