@@ -19,11 +19,12 @@ from typing import Any
 
 import torch
 
+from pseudoword.registry.core.embedding import ARCHITECTURES
+
 #: Where CLIP's tokenizer is found when no directory is given and PSEUDOWORD_CLIP_TOKENIZER is unset.
 HUB_TOKENIZER = "openai/clip-vit-large-patch14"
 VOCAB = 49408
 BOS, EOS = 49406, 49407
-ARCHITECTURES = ("sd1", "sd2", "sdxl")
 
 #: Text-encoder shapes of the real checkpoints (hidden, heads, mlp, activation).
 TEXT_SHAPES: dict[str, tuple[int, int, int, str]] = {

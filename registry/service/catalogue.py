@@ -280,7 +280,7 @@ class Catalogue:
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
-    def _reader(self) -> Connection:
+    def reader(self) -> Connection:
         """A connection for reads that each stand alone. On PostgreSQL in autocommit, which spares
         the BEGIN and ROLLBACK round trips around them (READ COMMITTED gave them no common snapshot
         anyway); SQLite's driver opens no transaction for reads, and switching costs a PRAGMA."""
@@ -474,14 +474,14 @@ class Catalogue:
         if not records:
             return []
         by_version: dict[int | None, list[FileRecord]] = {}
-        with self._reader() as connection:
+        with self.reader() as connection:
             for row in connection.execute(_Q_FILES, {"ids": [r.version_id for r in records]}):
                 by_version.setdefault(row.version_id, []).append(file_record(row))
         return [replace(rec, files=tuple(sorted(by_version.get(rec.version_id, []), key=_file_order))) for rec in records]
 
     def model_rows(self, source: str, name: str) -> tuple[Row[Any], list[Row[Any]]]:
         """A model's row and its versions' rows, newest first (the compatible routes' view of it)."""
-        with self._reader() as connection:
+        with self.reader() as connection:
             model = connection.execute(select(_M).where(_M.c.source == source, func.lower(_M.c.name) == name.lower())
                                        .limit(1)).first()
             if model is None:
@@ -495,7 +495,7 @@ class Catalogue:
         """Models by id, their versions (newest first) and each version's files, in three queries."""
         if not model_ids:
             return {}, {}, {}
-        with self._reader() as connection:
+        with self.reader() as connection:
             models = {row.id: row for row in connection.execute(select(_M).where(_M.c.id.in_(model_ids)))}
             versions: dict[int, list[Row[Any]]] = {}
             for row in connection.execute(select(_V).where(_V.c.model_id.in_(model_ids))
@@ -511,7 +511,7 @@ class Catalogue:
 
     def version_by_id(self, version_id: int) -> Row[Any]:
         """One version by its numeric id (Civitai's modelVersionId)."""
-        with self._reader() as connection:
+        with self.reader() as connection:
             version = connection.execute(select(_V).where(_V.c.id == version_id)).first()
         if version is None:
             raise NotFound(f"no version with id {version_id}")
@@ -522,16 +522,16 @@ class Catalogue:
         ref = parse_ref(text_)
         if not isinstance(ref, HashRef):
             raise InvalidRequest(f"{text_!r} is not a hash: expected 64, 12 or 10 hex digits")
-        with self._reader() as connection:
+        with self.reader() as connection:
             return self._by_hash(connection, ref)
 
     def version_file(self, version_id: int, fmt: str) -> Row[Any] | None:
         """One served file of a version (None: that format is not stored for it)."""
-        with self._reader() as connection:
+        with self.reader() as connection:
             return connection.execute(_Q_FILE, {"id": version_id, "format": fmt}).first()
 
     def get_version(self, ref: ModelRef) -> VersionRecord:
-        with self._reader() as connection:
+        with self.reader() as connection:
             version = connection.execute(_Q_VERSION, _ref_params(ref)).first()
         if version is None:
             raise NotFound(f"no version {ref}")
@@ -576,7 +576,7 @@ class Catalogue:
             raise InvalidRequest(f"{len(refs)} refs; at most {self.settings.max_resolve_refs} per request")
         generation = self.resolve_cache.current()  # before any query, so a later change drops what we add
         results: list[ResolveAnswer] = []
-        with self._reader() as connection:
+        with self.reader() as connection:
             for text in refs:
                 found = self.resolve_cache.get(text)
                 try:
@@ -592,7 +592,7 @@ class Catalogue:
         ref = parse_ref(text)
         if not isinstance(ref, HashRef):
             raise InvalidRequest(f"{text!r} is not a hash: expected 64, 12 or 10 hex digits")
-        with self._reader() as connection:
+        with self.reader() as connection:
             found = record(self._by_hash(connection, ref))
         return self.with_files(found)[0]
 
@@ -610,7 +610,7 @@ class Catalogue:
     def records_by_ids(self, version_ids: list[int]) -> list[VersionRecord]:
         if not version_ids:
             return []
-        with self._reader() as connection:
+        with self.reader() as connection:
             by_id = {row.id: row for row in connection.execute(_Q_BY_IDS, {"ids": version_ids})}
             return [record(by_id[i]) for i in version_ids if i in by_id]
 
@@ -640,7 +640,7 @@ class Catalogue:
 
     def version_row(self, ref: ModelRef) -> Row[Any]:
         """The row of one version (what a download needs: digest, size, trigger, ids)."""
-        with self._reader() as connection:
+        with self.reader() as connection:
             version = connection.execute(_Q_VERSION, _ref_params(ref)).first()
         if version is None:
             raise NotFound(f"no version {ref}")
@@ -648,7 +648,7 @@ class Catalogue:
 
     def blob_size(self, sha256: str) -> int | None:
         """The size of a blob some version refers to (only such blobs are served), else None."""
-        with self._reader() as connection:
+        with self.reader() as connection:
             return connection.execute(_Q_BLOB, {"digest": sha256}).scalar()
 
     def count_download(self, version: Version | Row[Any]) -> None:

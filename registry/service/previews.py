@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from pseudoword.registry.core.errors import InvalidFile, InvalidRequest, NotFound, PseudowordError, TooLarge
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 #: Content type of each accepted format (the thumbnails are WEBP).
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_P = Preview.__table__  # type: ignore[attr-defined]
+#: The previews of some versions, in their order (a search page reads it on every request: Core, no session).
+_Q_BY_VERSIONS = (select(_P).where(_P.c.version_id.in_(bindparam("ids", expanding=True)))
+                  .order_by(_P.c.version_id, _P.c.position, _P.c.id))
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 #: A1111 writes its generation settings here (PNG text chunk; EXIF UserComment in JPEG/WEBP).
 _PARAMETERS_KEY = "parameters"
@@ -186,7 +190,8 @@ def preview_url(sha256: str) -> str:
     return f"/api/v1/previews/{sha256}"
 
 
-def preview_view(row: Preview) -> dict[str, Any]:
+def preview_view(row: Any) -> dict[str, Any]:
+    """What a record shows of a preview (an ORM row or a Core row: same names)."""
     return {"url": preview_url(row.sha256), "thumbnail_url": preview_url(row.thumb_sha256), "sha256": row.sha256,
             "format": row.format, "media_type": MEDIA_TYPES[row.format], "width": row.width, "height": row.height,
             "size": row.size, "parameters": row.parameters}
@@ -254,30 +259,19 @@ class Previews:
     def for_version_ids(self, version_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
         if not version_ids:
             return {}
-        with self.catalogue.session() as session:
-            rows = session.execute(select(Preview).where(Preview.version_id.in_(version_ids))  # type: ignore[attr-defined]
-                                   .order_by(Preview.version_id, Preview.position, Preview.id)).scalars().all()
+        with self.catalogue.reader() as connection:
+            rows = connection.execute(_Q_BY_VERSIONS, {"ids": version_ids}).all()
         found: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             found.setdefault(row.version_id, []).append(preview_view(row))
         return found
 
     def add_to_records(self, records: Sequence[VersionRecord]) -> list[VersionRecord]:
-        """Each version record (from ``catalogue.record``) with its ``previews``, read in one query."""
-        pairs = {(r.source, r.model) for r in records}
-        if not pairs:
-            return list(records)
-        with self.catalogue.session() as session:
-            rows = session.execute(
-                select(Preview, Version.source, Version.model, Version.version)
-                .join(Version, Version.id == Preview.version_id)  # type: ignore[arg-type]
-                .join(Model, Model.id == Version.model_id)  # type: ignore[arg-type]
-                .where(tuple_(Model.source, Model.name).in_(sorted(pairs)))
-                .order_by(Preview.version_id, Preview.position, Preview.id)).all()
-        by_version: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        for preview, source, model, version in rows:
-            by_version.setdefault((source, model, version), []).append(preview_view(preview))
-        return [replace(r, previews=tuple(by_version.get((r.source, r.model, r.version), ()))) for r in records]
+        """Each version record (from ``catalogue.record``, which carries the row id) with its
+        ``previews``, read in one indexed query (a search page pays for it on every request)."""
+        found = self.for_version_ids([r.version_id for r in records if r.version_id is not None])
+        return [replace(r, previews=tuple(found.get(r.version_id, ()))) if r.version_id is not None else r
+                for r in records]
 
     def blob(self, sha256: str) -> tuple[str, int] | None:
         """(media type, size) of a preview image or thumbnail by digest, else None."""

@@ -18,18 +18,17 @@ from litestar.static_files import create_static_files_router
 from markdown_it import MarkdownIt
 
 from pseudoword.registry.core import HashRef, parse_ref
+from pseudoword.registry.core.embedding import ARCHITECTURES
 from pseudoword.registry.core.errors import InvalidReference, InvalidRequest, NotFound, PseudowordError
 from pseudoword.registry.core.record import VersionRecord
 from pseudoword.registry.core.refs import parse_model_ref
 from pseudoword.registry.core.versions import latest_version, newest_first
 from pseudoword.registry.core.writing import EXPORT_SUFFIXES, safe_filename
 from pseudoword.registry.service.http import PAGE_HEADERS
-from pseudoword.registry.service.search import KINDS, Query, search
+from pseudoword.registry.service.search import KINDS, SORTS, Query, search
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 24
-ARCHITECTURES = ("sd1", "sd2", "sdxl")
-SORTS = ("relevance", "newest", "downloads")
 #: What a published description may contain once rendered (Markdown's own output, no raw HTML).
 _ALLOWED_TAGS = {"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "code", "pre", "blockquote",
                  "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td", "del", "s"}

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pseudoword.registry.core.embedding import ARCHITECTURES
 from pseudoword.registry.core.errors import InvalidRequest
 
-ARCHITECTURES = ("sd1", "sd2", "sdxl")
 #: Runware's architecture names (modelSearch) for ours, and back.
 RUNWARE_ARCH = {"sd1": "sd1x", "sd2": "sd2x", "sdxl": "sdxl"}
 FROM_RUNWARE_ARCH = {value: key for key, value in RUNWARE_ARCH.items()} | {a: a for a in ARCHITECTURES}

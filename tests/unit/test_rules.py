@@ -53,6 +53,8 @@ DEFINITIONS = {
     r"os\.replace\(": "registry/core/files.py",
     r"not \w+\.get\(\"yanked\"\)|if not r\.get\(\"yanked\"\)|versions\[0\]": None,
     r"def trigger_from_stem|def default_trigger": "registry/core/triggers.py",
+    r'\("sd1", "sd2", "sdxl"\)': "registry/core/embedding.py",
+    r'\("relevance", "newest", "downloads"\)': "registry/service/search.py",
 }
 
 
