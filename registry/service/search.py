@@ -252,10 +252,26 @@ def _window(session: Session, dialect: str, where: list[str], params: dict[str, 
     return list(session.execute(text(sql), values).scalars())
 
 
+#: The text index's columns (migration 0002) and their weights in bm25(), in that order.
+_FTS_COLUMNS = "name, title, description, tags, trigger"
+_BM25_WEIGHTS = "10.0, 5.0, 1.0, 5.0, 10.0"
+
+
+def _fill_window_index(session: Session, candidates: list[int]) -> None:
+    """SQLite: the connection's own FTS5 table (temp: never written to the database file) holding
+    just ``candidates``' text, read from the catalogue's index."""
+    session.execute(text(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.pw_window USING fts5({_FTS_COLUMNS}, "
+                         f"tokenize = '{search_terms.TOKENIZER}')"))
+    session.execute(text("DELETE FROM temp.pw_window"))
+    session.execute(text(f"INSERT INTO temp.pw_window (rowid, {_FTS_COLUMNS}) SELECT rowid, {_FTS_COLUMNS} "
+                         "FROM model_search WHERE rowid IN (SELECT value FROM json_each(:ids))"),
+                    {"ids": json.dumps(candidates)})
+
+
 def _ranked(session: Session, dialect: str, candidates: list[int], params: dict[str, Any],
             after: dict[str, Any] | None, count: int) -> list[Any]:
     """Up to ``count`` of ``candidates`` by score (best first, then id), after the cursor's row."""
-    values: dict[str, Any] = {"count": count, "top": candidates[0], "floor": candidates[-1]}
+    values: dict[str, Any] = {"count": count}
     after_sql = ""
     if after is not None:
         values.update(c_key=float(after["key"]), c_id=after["id"])
@@ -266,13 +282,14 @@ def _ranked(session: Session, dialect: str, candidates: list[int], params: dict[
                   "-CAST(ts_rank(m.search_vector, to_tsquery('simple', :tsq)) AS double precision) AS rank "  # best first
                   "FROM models m WHERE m.id = ANY(:ids)")
     else:
-        # bm25() only runs inside the full-text query: FTS5 seeks the window's rowid range itself,
-        # and the set skips, unscored, the rows in it that a filter left out.
-        values.update(fts=params["fts"], ids=json.dumps(candidates))
-        scored = ("SELECT s.rowid AS id, m.latest_version_id AS version_id, "
-                  "bm25(model_search, 10.0, 5.0, 1.0, 5.0, 10.0) AS rank "  # ascending = best first
-                  "FROM model_search s JOIN models m ON m.id = s.rowid WHERE model_search MATCH :fts "
-                  "AND s.rowid >= :floor AND s.rowid <= :top AND +s.rowid IN (SELECT value FROM json_each(:ids))")
+        # bm25() over the catalogue's index first counts every row of each query term (15-20 ms
+        # for a word in 40 % of 1,000,000 entries), so the window is ranked in a small FTS5 table
+        # of its own: the same tokenizer, columns and weights; how rare a term is, is the window's.
+        _fill_window_index(session, candidates)
+        values.update(fts=params["fts"])
+        scored = ("SELECT w.rowid AS id, m.latest_version_id AS version_id, "
+                  f"bm25(pw_window, {_BM25_WEIGHTS}) AS rank "  # ascending = best first
+                  "FROM temp.pw_window w JOIN models m ON m.id = w.rowid WHERE pw_window MATCH :fts")
     sql = f"SELECT r.id, r.version_id, r.rank FROM ({scored}) r {after_sql} ORDER BY r.rank ASC, r.id ASC LIMIT :count"
     return list(session.execute(text(sql), values).all())
 
