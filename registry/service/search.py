@@ -36,6 +36,8 @@ _INT64 = (-(2**63), 2**63 - 1)
 RELEVANCE_WINDOW = 250
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_QUERY_WORDS = 16
+#: The text index's columns (migration 0002), in its order.
+_FTS_COLUMNS = "name, title, description, tags, trigger"
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def index_model(session: Session, model: Model, latest: Version | None) -> None:
         session.execute(text("DELETE FROM model_search WHERE rowid = :id"), {"id": model.id})
         if latest is not None:
             session.execute(
-                text("INSERT INTO model_search (rowid, name, title, description, tags, trigger) "
+                text(f"INSERT INTO model_search (rowid, {_FTS_COLUMNS}) "
                      "VALUES (:id, :name, :title, :description, :tags, :trigger)"),
                 {**fields, "id": model.id},
             )
@@ -151,7 +153,6 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
         params["tag"] = query.tag.lower()
     if words and sort == "relevance":
         return _relevance(session, dialect, words, where, params, query.limit, last)
-    source = "models m"
     if words:
         if dialect == "postgresql":
             params["tsq"] = search_terms.tsquery(session, words)
@@ -186,7 +187,7 @@ def search(session: Session, query: Query) -> tuple[list[int], str | None]:
             if dialect == "postgresql":
                 outer_where = outer_where.replace(":c_key", "CAST(:c_key AS timestamptz)")
     inner = (f"SELECT m.id AS id, m.latest_version_id AS version_id, m.downloads AS downloads, "
-             f"m.latest_created_at AS created FROM {source} WHERE {' AND '.join(where)}")
+             f"m.latest_created_at AS created FROM models m WHERE {' AND '.join(where)}")
     sql = (f"SELECT r.id, r.version_id, r.downloads, r.created FROM ({inner}) r {outer_where} "
            f"ORDER BY {order} LIMIT :limit")
     rows = session.execute(text(sql), params).all()
@@ -252,8 +253,7 @@ def _window(session: Session, dialect: str, where: list[str], params: dict[str, 
     return list(session.execute(text(sql), values).scalars())
 
 
-#: The text index's columns (migration 0002) and their weights in bm25(), in that order.
-_FTS_COLUMNS = "name, title, description, tags, trigger"
+#: The weights of the text index's columns in bm25(), in _FTS_COLUMNS' order.
 _BM25_WEIGHTS = "10.0, 5.0, 1.0, 5.0, 10.0"
 
 
