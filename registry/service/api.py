@@ -24,7 +24,7 @@ from pseudoword.registry.service import auth, ratelimit
 from pseudoword.registry.service.catalogue import Catalogue, parse_metadata
 from pseudoword.registry.service.downloads import _precondition, is_head, serve_blob, serve_version
 from pseudoword.registry.service.previews import check_images, embedded_preview
-from pseudoword.registry.service.search import Query, search
+from pseudoword.registry.service.search import Query
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 #: Largest id a database integer column holds (token ids are checked against it before a query).
@@ -221,9 +221,7 @@ class EmbeddingsController(Controller):
         catalogue = catalogue_of(request)
         query = Query(q=q, architecture=architecture, kind=kind, tag=tag, source=source, sort=sort,
                       limit=limit, cursor=cursor, base_model=base_model)
-        with catalogue.session() as session:
-            ids, next_cursor = search(session, query)
-        items = catalogue.previews.add_to_records(catalogue.records_by_ids(ids))
+        items, next_cursor = catalogue.search_page(query)
         return {"items": [item.to_wire() for item in items], "next_cursor": next_cursor}
 
     @get("/embeddings/{source:str}/{model:str}", sync_to_thread=True, summary="A model and its versions",

@@ -55,7 +55,7 @@ from pseudoword.registry.service.download_counts import DownloadCounter
 from pseudoword.registry.service.models import Model, Preview, Source, Version, VersionFile, utcnow
 from pseudoword.registry.service.previews import Previews
 from pseudoword.registry.service.resolve_cache import NoWatcher, ResolveCache
-from pseudoword.registry.service.search import KINDS, TAG, index_model
+from pseudoword.registry.service.search import KINDS, TAG, Query, index_model, search
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import BlobStore
 from pseudoword.registry.service.storage_guard import GuardedStore
@@ -193,7 +193,7 @@ def _permissions(value: Any) -> dict[str, Any]:
     return {key: value[key] for key in PERMISSION_FLAGS if key in value}
 
 
-def record(version: Version | Row[Any]) -> VersionRecord:
+def record(version: Version | Row[Any], previews: tuple[dict[str, Any], ...] | None = None) -> VersionRecord:
     """The version record every API answer and the client share (from an ORM object or a row);
     the one place the service builds it. Its ``to_wire()`` is the JSON the API sends."""
     ref = f"{version.source}:{version.model}@{version.version}"
@@ -232,6 +232,7 @@ def record(version: Version | Row[Any]) -> VersionRecord:
         created_at=_iso(version.created_at),
         downloads=version.downloads,
         download_url=download_path(version.source, version.model, version.version),
+        previews=previews,
     )
 
 
@@ -608,11 +609,26 @@ class Catalogue:
         return version
 
     def records_by_ids(self, version_ids: list[int]) -> list[VersionRecord]:
+        with self.reader() as connection:
+            return self._records_by_ids(connection, version_ids, with_previews=False)
+
+    def search_page(self, query: Query) -> tuple[list[VersionRecord], str | None]:
+        """A page of matches (records with their previews) and the next page's cursor, read on one
+        connection: one checkout, and on PostgreSQL one liveness ping and no BEGIN or ROLLBACK,
+        where a session for the search and a connection each for records and previews paid three
+        (a third of a one-match page's time)."""
+        with self.reader() as connection:
+            with Session(bind=connection) as session:
+                ids, next_cursor = search(session, query)
+            return self._records_by_ids(connection, ids, with_previews=True), next_cursor
+
+    def _records_by_ids(self, connection: Connection, version_ids: list[int], with_previews: bool) -> list[VersionRecord]:
         if not version_ids:
             return []
-        with self.reader() as connection:
-            by_id = {row.id: row for row in connection.execute(_Q_BY_IDS, {"ids": version_ids})}
-            return [record(by_id[i]) for i in version_ids if i in by_id]
+        by_id = {row.id: row for row in connection.execute(_Q_BY_IDS, {"ids": version_ids})}
+        previews = self.previews.for_version_ids(version_ids, connection) if with_previews else None
+        return [record(by_id[i], None if previews is None else tuple(previews.get(i, ())))
+                for i in version_ids if i in by_id]
 
     # -- yank -------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from pseudoword.registry.core.errors import InvalidFile, InvalidRequest, NotFound, PseudowordError, TooLarge
@@ -256,11 +256,15 @@ class Previews:
             raise NotFound(f"no version {source}:{model}@{version}")
         return int(found)
 
-    def for_version_ids(self, version_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    def for_version_ids(self, version_ids: list[int], connection: Connection | None = None) -> dict[int, list[dict[str, Any]]]:
+        """Each version's previews in order (on ``connection`` when the caller holds one)."""
         if not version_ids:
             return {}
-        with self.catalogue.reader() as connection:
+        if connection is not None:
             rows = connection.execute(_Q_BY_VERSIONS, {"ids": version_ids}).all()
+        else:
+            with self.catalogue.reader() as own:
+                rows = own.execute(_Q_BY_VERSIONS, {"ids": version_ids}).all()
         found: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             found.setdefault(row.version_id, []).append(preview_view(row))

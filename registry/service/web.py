@@ -25,7 +25,7 @@ from pseudoword.registry.core.refs import parse_model_ref
 from pseudoword.registry.core.versions import latest_version, newest_first
 from pseudoword.registry.core.writing import EXPORT_SUFFIXES, safe_filename
 from pseudoword.registry.service.http import PAGE_HEADERS
-from pseudoword.registry.service.search import KINDS, SORTS, Query, search
+from pseudoword.registry.service.search import KINDS, SORTS, Query
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 24
@@ -115,14 +115,11 @@ class Cataloguepages(Controller):
         try:
             found = _hash_lookup(catalogue, q) if q and not cursor else None
             if found is not None:
-                items, by_hash = found, True
+                items, by_hash = catalogue.previews.add_to_records(found), True
             else:
                 query = Query(q=q or None, architecture=architecture or None, kind=kind or None, tag=tag or None,
                               source=source or None, sort=filters["sort"], limit=PAGE_SIZE, cursor=cursor)
-                with catalogue.session() as session:
-                    ids, next_cursor = search(session, query)
-                items = catalogue.records_by_ids(ids)
-            items = catalogue.previews.add_to_records(items)
+                items, next_cursor = catalogue.search_page(query)
         except InvalidRequest as exc:
             error = exc.message
         next_params = {key: value for key, value in filters.items() if value} | {"cursor": next_cursor or ""}
