@@ -8,11 +8,13 @@ import base64
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from pseudoword.registry.core.embedding import ARCHITECTURES
@@ -213,85 +215,123 @@ def _relevance(session: Session, dialect: str, words: list[str], where: list[str
     after = last
     page: list[tuple[Any, int]] = []
     while len(page) <= limit:
-        candidates = _window(session, dialect, where, params, top)
-        if not candidates:
+        window = _window(session, dialect, where, params, top)
+        if not window.rows:
             break
-        rows = _ranked(session, dialect, candidates, params, after, limit + 1 - len(page))
-        page += [(row, candidates[0]) for row in rows]
-        if len(candidates) < RELEVANCE_WINDOW:
+        page += [(row, window.newest) for row in _best(window.rows, after, limit + 1 - len(page))]
+        if not window.full:
             break
-        top, after = candidates[-1] - 1, None
+        top, after = window.oldest - 1, None
     next_cursor = None
     if len(page) > limit:
         page = page[:limit]
-        row, window = page[-1]
-        next_cursor = _encode_cursor("relevance", row.rank, row.id, window)
+        row, newest = page[-1]
+        next_cursor = _encode_cursor("relevance", row.rank, row.id, newest)
     return [row.version_id for row, _ in page], next_cursor
 
 
-def _window(session: Session, dialect: str, where: list[str], params: dict[str, Any], top: int | None) -> list[int]:
-    """The ids of the RELEVANCE_WINDOW newest matches at or below ``top`` (the newest when None), newest first."""
+@dataclass(frozen=True)
+class _Window:
+    """One window of matches, scored: rows of (id, version_id, rank), a lower rank is better."""
+
+    rows: list[Any]
+    newest: int  # its newest model: the window's name in a cursor
+    oldest: int
+    full: bool  # False: no older matches are left
+
+
+def _best(rows: list[Any], after: dict[str, Any] | None, count: int) -> list[Any]:
+    """Up to ``count`` of a window's rows by score (best first, then id), after the cursor's row."""
+    if after is not None:
+        key, model_id = float(after["key"]), after["id"]
+        rows = [row for row in rows if row.rank > key or (row.rank == key and row.id > model_id)]
+    return sorted(rows, key=lambda row: (row.rank, row.id))[:count]
+
+
+def _window(session: Session, dialect: str, where: list[str], params: dict[str, Any], top: int | None) -> _Window:
+    """The RELEVANCE_WINDOW newest matches at or below ``top`` (the newest when None), scored."""
     values = {**params, "window": RELEVANCE_WINDOW, "top": _INT64[1] if top is None else top}
     if dialect == "postgresql":
-        # GIN hands back every match at once, which PostgreSQL then reads from the table (about
-        # 2 us each), or the primary key is walked newest first, asking each model's vector
-        # (about 0.5 us each, window / density of them). The planner's cost model undervalues
-        # the walk's checks (6,000 matches of two words: a 35 ms walk instead of a 17 ms bitmap),
-        # so its row estimate decides here and the order steers the plan: "m.id + 0" cannot walk.
-        where_sql = " AND ".join([*where, "m.id <= :top", "m.search_vector @@ to_tsquery('simple', :tsq)"])
-        walk = _walk_pays(_pg_estimate(session, where_sql, values), top or _catalogue_size(session, dialect),
-                          RELEVANCE_WINDOW, _PG_WALK_ROW_PER_MATCH)
-        sql = f"SELECT m.id FROM models m WHERE {where_sql} ORDER BY {'m.id' if walk else 'm.id + 0'} DESC LIMIT :window"
-    elif len(where) > 1:  # filtered
-        sql = ("SELECT s.rowid FROM model_search s JOIN models m ON m.id = s.rowid WHERE model_search MATCH :fts "
-               f"AND s.rowid <= :top AND {' AND '.join(where)} ORDER BY s.rowid DESC LIMIT :window")
+        rows = _pg_window(session, where, params, top)
+        ids = [row.id for row in rows]
     else:
-        # Unfiltered, the text index alone answers: it holds exactly the models with a latest
-        # version (index_model), read newest first without scoring.
-        sql = ("SELECT rowid FROM model_search WHERE model_search MATCH :fts AND rowid <= :top "
-               "ORDER BY rowid DESC LIMIT :window")
-    return list(session.execute(text(sql), values).scalars())
+        if len(where) > 1:  # filtered
+            sql = ("SELECT s.rowid FROM model_search s JOIN models m ON m.id = s.rowid WHERE model_search MATCH :fts "
+                   f"AND s.rowid <= :top AND {' AND '.join(where)} ORDER BY s.rowid DESC LIMIT :window")
+        else:
+            # Unfiltered, the text index alone answers: it holds exactly the models with a latest
+            # version (index_model), read newest first without scoring.
+            sql = ("SELECT rowid FROM model_search WHERE model_search MATCH :fts AND rowid <= :top "
+                   "ORDER BY rowid DESC LIMIT :window")
+        ids = list(session.execute(text(sql), values).scalars())
+        rows = _bm25(session, ids, params["fts"]) if ids else []
+    return _Window(rows, max(ids, default=0), min(ids, default=0), len(ids) == RELEVANCE_WINDOW)
+
+
+def _pg_window(session: Session, where: list[str], params: dict[str, Any], top: int | None) -> list[Any]:
+    """PostgreSQL: the window's rows, scored as they are read (the subquery's LIMIT comes first).
+
+    GIN hands back every match at once, which PostgreSQL then reads from the table (about 2 us
+    each), or the primary key is walked newest first, asking each model's vector (about 0.5 us
+    each, window / density of them). The planner's cost model undervalues the walk's checks (6,000
+    matches of two words: a 35 ms walk instead of a 17 ms bitmap), so its row estimate decides here
+    and the order steers the plan: "m.id + 0" cannot walk. Between the two (matches too many to
+    read them all, too few to walk), GIN's matches are first intersected with the span of newest
+    ids that should hold a window of them, and only those are read; older ones when it held too few."""
+    below = _INT64[1] if top is None else top
+    rows: list[Any] = []
+    while len(rows) < RELEVANCE_WINDOW and below > 0:
+        wanted = RELEVANCE_WINDOW - len(rows)
+        where_sql = " AND ".join([*where, "m.id <= :top", "m.search_vector @@ to_tsquery('simple', :tsq)"])
+        values = {**params, "top": below, "window": wanted}
+        matches = _pg_estimate(session, where_sql, values)
+        size = min(below, _catalogue_size(session, "postgresql"))
+        walk = _walk_pays(matches, size, wanted, _PG_WALK_ROW_PER_MATCH)
+        span = None if walk else _span(matches, size, wanted)
+        if span is not None:
+            where_sql += " AND m.id > :low"
+            values["low"] = below = min(below, size) - span
+        rows += session.execute(text(
+            "SELECT w.id, w.version_id, "
+            "-CAST(ts_rank(w.search_vector, to_tsquery('simple', :tsq)) AS double precision) AS rank "  # best first
+            "FROM (SELECT m.id, m.latest_version_id AS version_id, m.search_vector FROM models m "
+            f"WHERE {where_sql} ORDER BY {'m.id' if walk else 'm.id + 0'} DESC LIMIT :window) w"), values).all()
+        if span is None:
+            break
+    return rows
+
+
+#: PostgreSQL: a window's span of ids holds this many times the matches the estimate says it should.
+_SPAN_MARGIN = 1.25
+
+
+def _span(matches: float, size: int, wanted: int) -> int | None:
+    """PostgreSQL: how many of the newest ids to intersect GIN's matches with, so that about
+    ``wanted`` of them are read from the table, when that is cheaper than reading every match
+    (the primary key's bitmap costs about 0.08 us an id, a match read 2 us); else None."""
+    span = math.ceil(_SPAN_MARGIN * wanted * size / max(matches, 1.0))
+    pays = span * _PG_RANGE_ID_PER_MATCH + _SPAN_MARGIN * wanted < matches
+    return span if pays and span < size else None
 
 
 #: The weights of the text index's columns in bm25(), in _FTS_COLUMNS' order.
 _BM25_WEIGHTS = "10.0, 5.0, 1.0, 5.0, 10.0"
 
 
-def _fill_window_index(session: Session, candidates: list[int]) -> None:
-    """SQLite: the connection's own FTS5 table (temp: never written to the database file) holding
-    just ``candidates``' text, read from the catalogue's index."""
+def _bm25(session: Session, ids: list[int], fts: str) -> list[Any]:
+    """SQLite: the window's models scored. bm25() over the catalogue's index first counts every
+    row of each query term (15-20 ms for a word in 40 % of 1,000,000 entries), so the window is
+    scored in a small FTS5 table of its own (temp: never written to the database file, one per
+    connection): the same tokenizer, columns and weights; how rare a term is, is the window's."""
     session.execute(text(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.pw_window USING fts5({_FTS_COLUMNS}, "
                          f"tokenize = '{search_terms.TOKENIZER}')"))
     session.execute(text("DELETE FROM temp.pw_window"))
     session.execute(text(f"INSERT INTO temp.pw_window (rowid, {_FTS_COLUMNS}) SELECT rowid, {_FTS_COLUMNS} "
                          "FROM model_search WHERE rowid IN (SELECT value FROM json_each(:ids))"),
-                    {"ids": json.dumps(candidates)})
-
-
-def _ranked(session: Session, dialect: str, candidates: list[int], params: dict[str, Any],
-            after: dict[str, Any] | None, count: int) -> list[Any]:
-    """Up to ``count`` of ``candidates`` by score (best first, then id), after the cursor's row."""
-    values: dict[str, Any] = {"count": count}
-    after_sql = ""
-    if after is not None:
-        values.update(c_key=float(after["key"]), c_id=after["id"])
-        after_sql = "WHERE (r.rank > :c_key OR (r.rank = :c_key AND r.id > :c_id))"
-    if dialect == "postgresql":
-        values.update(tsq=params["tsq"], ids=candidates)
-        scored = ("SELECT m.id, m.latest_version_id AS version_id, "
-                  "-CAST(ts_rank(m.search_vector, to_tsquery('simple', :tsq)) AS double precision) AS rank "  # best first
-                  "FROM models m WHERE m.id = ANY(:ids)")
-    else:
-        # bm25() over the catalogue's index first counts every row of each query term (15-20 ms
-        # for a word in 40 % of 1,000,000 entries), so the window is ranked in a small FTS5 table
-        # of its own: the same tokenizer, columns and weights; how rare a term is, is the window's.
-        _fill_window_index(session, candidates)
-        values.update(fts=params["fts"])
-        scored = ("SELECT w.rowid AS id, m.latest_version_id AS version_id, "
-                  f"bm25(pw_window, {_BM25_WEIGHTS}) AS rank "  # ascending = best first
-                  "FROM temp.pw_window w JOIN models m ON m.id = w.rowid WHERE pw_window MATCH :fts")
-    sql = f"SELECT r.id, r.version_id, r.rank FROM ({scored}) r {after_sql} ORDER BY r.rank ASC, r.id ASC LIMIT :count"
-    return list(session.execute(text(sql), values).all())
+                    {"ids": json.dumps(ids)})
+    return list(session.execute(text(
+        f"SELECT w.rowid AS id, m.latest_version_id AS version_id, bm25(pw_window, {_BM25_WEIGHTS}) AS rank "
+        "FROM temp.pw_window w JOIN models m ON m.id = w.rowid WHERE pw_window MATCH :fts"), {"fts": fts}).all())
 
 
 #: What reading one row of a sort's index and asking the text index about it costs, in matches
@@ -300,6 +340,7 @@ def _ranked(session: Session, dialect: str, candidates: list[int], params: dict[
 #: from the table about 2 us, a row of the primary key with its vector checked about 0.5 us.
 _SQLITE_PROBE_PER_MATCH = 25 / 0.3
 _PG_WALK_ROW_PER_MATCH = 0.5 / 2
+_PG_RANGE_ID_PER_MATCH = 0.08 / 2
 #: How many of a query's newest matches SQLite reads to tell how common its words are.
 _DENSITY_SAMPLE = 1000
 
@@ -312,10 +353,21 @@ def _walk_pays(matches: float, catalogue: int, wanted: int, cost_per_match: floa
     return matches * matches > wanted * catalogue * cost_per_match
 
 
+#: The catalogue's size only steers a plan and moves slowly: read at most this often per database.
+_SIZE_SECONDS = 10.0
+_sizes: WeakKeyDictionary[Engine, tuple[float, int]] = WeakKeyDictionary()
+
+
 def _catalogue_size(session: Session, dialect: str) -> int:
     """The largest model id (models are numbered from 1): the catalogue's size, near enough."""
+    engine = session.get_bind().engine
+    read_at, size = _sizes.get(engine, (-_SIZE_SECONDS, 0))
+    if time.monotonic() - read_at < _SIZE_SECONDS:
+        return size
     sql = "SELECT max(id) FROM models" if dialect == "postgresql" else "SELECT max(rowid) FROM model_search"
-    return int(session.execute(text(sql)).scalar() or 0)
+    size = int(session.execute(text(sql)).scalar() or 0)
+    _sizes[engine] = (time.monotonic(), size)
+    return size
 
 
 def _pg_estimate(session: Session, where_sql: str, values: dict[str, Any]) -> float:

@@ -30,8 +30,7 @@ MODELS = [
 ]
 
 
-@pytest.fixture()
-def catalogue(database_url: str, tmp_path: Path) -> Iterator[Catalogue]:
+def _published(database_url: str, tmp_path: Path) -> Catalogue:
     settings = Settings(data_dir=tmp_path, database_url=database_url)
     engine = make_engine(database_url)
     migrate(engine)
@@ -40,8 +39,14 @@ def catalogue(database_url: str, tmp_path: Path) -> Iterator[Catalogue]:
         fields = {"id": f"studio:{name}@1", "trigger": meta.get("trigger", name), "kind": meta.get("kind", "positive"),
                   "title": meta.get("title", ""), "description": meta.get("description", "")}
         catalogue.publish(parse_metadata(json.dumps(fields), settings), random_embedding(seed=seed), "e.safetensors")
+    return catalogue
+
+
+@pytest.fixture()
+def catalogue(database_url: str, tmp_path: Path) -> Iterator[Catalogue]:
+    catalogue = _published(database_url, tmp_path)
     yield catalogue
-    engine.dispose()
+    catalogue.engine.dispose()
 
 
 def _names(catalogue: Catalogue, limit: int = 1, **query: object) -> list[str]:
@@ -116,3 +121,30 @@ def test_walking_the_primary_key_pays_only_for_common_words() -> None:
     cost = search_module._PG_WALK_ROW_PER_MATCH
     assert not search_module._walk_pays(6_000, 1_000_000, search_module.RELEVANCE_WINDOW, cost)
     assert search_module._walk_pays(28_000, 1_000_000, search_module.RELEVANCE_WINDOW, cost)
+
+
+def test_postgres_reads_a_window_in_spans_of_ids_and_finds_the_same_matches(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalogue = _published(postgres_url, tmp_path)
+    try:
+        monkeypatch.setattr(search_module, "RELEVANCE_WINDOW", 3)
+        whole = _names(catalogue, q="style")
+        spans: list[int] = []
+        monkeypatch.setattr(search_module, "_walk_pays", lambda *costs: False)
+        monkeypatch.setattr(search_module, "_span", lambda *costs: spans.append(1) or 1)  # one id at a time
+        assert _names(catalogue, q="style") == whole
+        assert _names(catalogue, q="style", limit=2) == whole
+        assert _names(catalogue, q="style", kind="positive")[3:] == ["m1"]
+        assert len(spans) > 10  # the spans were taken, not the whole collection
+    finally:
+        catalogue.engine.dispose()
+
+
+def test_a_span_of_ids_pays_between_reading_every_match_and_walking() -> None:
+    # 1,000,000 entries: two words in 6,000 models were read in 17 ms; intersected with the 52,000
+    # newest ids (0.08 us each) only about 300 are read (9 ms). A rare word is read whole, and a
+    # span never reaches past the catalogue.
+    window = search_module.RELEVANCE_WINDOW
+    assert search_module._span(6_000, 1_000_000, window) == 52_084
+    assert search_module._span(1_000, 1_000_000, window) is None
+    assert search_module._span(300, 1_000, window) is None
