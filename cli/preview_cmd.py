@@ -42,10 +42,10 @@ def write_preview(client: RegistryClient, version_id: str, file: Path) -> Path |
         if not previews:
             return None
         first = previews[0]
-        data = client.preview_bytes(str(first["url"]))
+        data = client.preview_bytes(first.url)
     except PseudowordError:
         return None
-    target = preview_path(file, str(first.get("format", "png")))
+    target = preview_path(file, first.format or "png")
     atomic_write(target, data)
     return target
 
@@ -162,7 +162,7 @@ def preview(
             atomic_write(out, data)
         previews = client.add_previews(record["id"], [("comparison.png", data)]) if attach else []
     summary = {"id": record["id"], "attached": attach, "size": len(data), "path": str(out) if out else None,
-               "previews": previews, "parameters": parameters}
+               "previews": [preview.to_wire() for preview in previews], "parameters": parameters}
     if json:
         print_json(summary)
         return

@@ -22,6 +22,7 @@ from pseudoword.registry.core.env import DEFAULT_REGISTRY, registry_token, regis
 from pseudoword.registry.core.errors import (
     ArchitectureMismatch,
     IntegrityError,
+    InvalidResponse,
     PseudowordError,
     RegistryUnreachable,
     RemoteNotFound,
@@ -30,7 +31,7 @@ from pseudoword.registry.core.errors import (
 )
 from pseudoword.registry.core.files import atomic_write
 from pseudoword.registry.core.limits import MAX_RESOLVE_REFS, MAX_SEARCH_PAGE
-from pseudoword.registry.core.record import ModelRecord, ResolveAnswer, VersionRecord
+from pseudoword.registry.core.record import ModelRecord, PreviewRecord, ResolveAnswer, VersionRecord
 from pseudoword.registry.core.refs import HashRef, ModelRef, Ref, parse_model_ref, parse_ref
 from pseudoword.registry.core.versions import latest_version, newest_first
 
@@ -157,10 +158,13 @@ class RegistryClient:
     def by_hash(self, digest: str) -> VersionRecord:
         return VersionRecord.from_wire(self._json("GET", f"{API}/by-hash/{_seg(digest)}"))
 
-    def add_previews(self, ref: str, previews: list[Path] | list[tuple[str, bytes]]) -> list[dict[str, Any]]:
-        """Attach preview images to a published version (its publisher's token)."""
+    def add_previews(self, ref: str, previews: list[Path] | list[tuple[str, bytes]]) -> list[PreviewRecord]:
+        """Attach preview images to a published version (its publisher's token); the version's previews."""
         parsed = parse_model_ref(ref, require_version=True)
-        return self._json("POST", f"{_version_path(parsed)}/previews", files=_preview_parts(previews))  # type: ignore[no-any-return]
+        answer = self._json("POST", f"{_version_path(parsed)}/previews", files=_preview_parts(previews))
+        if not isinstance(answer, list):
+            raise InvalidResponse("the previews answer must be a list")
+        return [PreviewRecord.from_wire(item) for item in answer]
 
     def preview_bytes(self, url: str) -> bytes:
         """A preview image by its URL (``previews[i].url`` of a version record)."""

@@ -72,6 +72,34 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class PreviewRecord:
+    """One preview image of a version: where it and its thumbnail are served, its digest, format
+    and size, and the A1111 settings text it carried (``parameters``)."""
+
+    url: str
+    thumbnail_url: str | None = None
+    sha256: str | None = None
+    format: str | None = None  # png, jpeg, webp
+    media_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    size: int | None = None
+    parameters: str | None = None
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> PreviewRecord:
+        if not isinstance(data, Mapping):
+            raise InvalidResponse(f"a preview must be a JSON object, not {type(data).__name__}", {"field": "previews"})
+        return cls(url=_text(data, "url", True) or "", thumbnail_url=_text(data, "thumbnail_url"),
+                   sha256=_text(data, "sha256"), format=_text(data, "format"), media_type=_text(data, "media_type"),
+                   width=_int(data, "width"), height=_int(data, "height"), size=_int(data, "size"),
+                   parameters=_text(data, "parameters"))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
 class VersionRecord:
     id: str  # source:model@version
     air: str
@@ -109,7 +137,7 @@ class VersionRecord:
     version_id: int | None = None  # the catalogue's row ids (Civitai's modelVersionId / modelId)
     model_id: int | None = None
     files: tuple[FileRecord, ...] | None = None  # the upload first (get/publish/by-hash answers)
-    previews: tuple[Mapping[str, Any], ...] | None = field(default=None, hash=False)  # previews.preview_view
+    previews: tuple[PreviewRecord, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -134,8 +162,7 @@ class VersionRecord:
         previews = data.get("previews")
         if files is not None and not isinstance(files, list | tuple):
             raise InvalidResponse(f"a version record's 'files' is {files!r}; expected a list", {"field": "files"})
-        if previews is not None and (not isinstance(previews, list | tuple)
-                                     or not all(isinstance(p, Mapping) for p in previews)):
+        if previews is not None and not isinstance(previews, list | tuple):
             raise InvalidResponse("a version record's 'previews' must be a list of objects", {"field": "previews"})
         known = {f.name for f in fields(cls)}
         return cls(
@@ -156,7 +183,7 @@ class VersionRecord:
             pickle_scan=_mapping(data, "pickle_scan"),
             version_id=_int(data, "version_id"), model_id=_int(data, "model_id"),
             files=None if files is None else tuple(FileRecord.from_wire(f) for f in files),
-            previews=None if previews is None else tuple(dict(p) for p in previews),
+            previews=None if previews is None else tuple(PreviewRecord.from_wire(p) for p in previews),
             extra={key: value for key, value in data.items() if key not in known},
         )
 
@@ -170,7 +197,7 @@ class VersionRecord:
             if f.name == "files":
                 value = [file.to_wire() for file in value]
             elif f.name == "previews":
-                value = [dict(p) for p in value]
+                value = [preview.to_wire() for preview in value]
             elif f.name == "tags":
                 value = list(value)
             elif f.name in ("metadata", "permissions", "pickle_scan"):

@@ -191,7 +191,7 @@ class EmbeddingsController(Controller):
         images = check_images(_preview_files(data.preview, catalogue), catalogue.settings)
         if not images:
             raise InvalidRequest("send one or more 'preview' image parts")
-        return catalogue.previews.attach(version_id, images)
+        return [preview.to_wire() for preview in catalogue.previews.attach(version_id, images)]
 
     @delete("/embeddings/{source:str}/{model:str}/{version:str}/previews/{sha256:str}", sync_to_thread=True,
             status_code=200, summary="Remove a preview image from a version (its publisher)", guards=[require_token],
@@ -203,7 +203,8 @@ class EmbeddingsController(Controller):
         if not _SHA256.fullmatch(sha256):
             raise InvalidRequest("a preview is addressed by 64 lowercase hex digits")
         catalogue = catalogue_of(request)
-        return catalogue.previews.remove(catalogue.previews.version_id(ref.source, ref.model, ref.version or ""), sha256)
+        version_id = catalogue.previews.version_id(ref.source, ref.model, ref.version or "")
+        return [preview.to_wire() for preview in catalogue.previews.remove(version_id, sha256)]
 
     @get("/embeddings", sync_to_thread=True, summary="Search the catalogue", responses=errors())
     def search(

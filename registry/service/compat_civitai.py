@@ -70,9 +70,9 @@ def version_images(catalogue: Catalogue, base: str, version_ids: list[int]) -> d
     a BlurHash placeholder, which we do not compute: null), ``type``, ``meta`` (the A1111 settings
     the image carried, under Civitai's names)."""
     found = catalogue.previews.for_version_ids(version_ids)
-    return {version_id: [{"url": base + image["url"], "nsfw": False, "nsfwLevel": 1,
-                          "width": image["width"], "height": image["height"], "hash": None, "type": "image",
-                          "meta": infotext_meta(image["parameters"]) or None}
+    return {version_id: [{"url": base + image.url, "nsfw": False, "nsfwLevel": 1,
+                          "width": image.width, "height": image.height, "hash": None, "type": "image",
+                          "meta": infotext_meta(image.parameters) or None}
                          for image in found.get(version_id, [])]
             for version_id in version_ids}
 

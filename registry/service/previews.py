@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from pseudoword.registry.core.errors import InvalidFile, InvalidRequest, NotFound, PseudowordError, TooLarge
 from pseudoword.registry.core.modelspec import embedded_thumbnail
 from pseudoword.registry.core.png_embedding import png_chunks
-from pseudoword.registry.core.record import VersionRecord
+from pseudoword.registry.core.record import PreviewRecord, VersionRecord
 from pseudoword.registry.service.models import Model, Preview, Version
 from pseudoword.registry.service.settings import Settings
 
@@ -190,11 +190,11 @@ def preview_url(sha256: str) -> str:
     return f"/api/v1/previews/{sha256}"
 
 
-def preview_view(row: Any) -> dict[str, Any]:
-    """What a record shows of a preview (an ORM row or a Core row: same names)."""
-    return {"url": preview_url(row.sha256), "thumbnail_url": preview_url(row.thumb_sha256), "sha256": row.sha256,
-            "format": row.format, "media_type": MEDIA_TYPES[row.format], "width": row.width, "height": row.height,
-            "size": row.size, "parameters": row.parameters}
+def preview_record(row: Any) -> PreviewRecord:
+    """What a version record shows of a preview (an ORM row or a Core row: same names)."""
+    return PreviewRecord(url=preview_url(row.sha256), thumbnail_url=preview_url(row.thumb_sha256), sha256=row.sha256,
+                         format=row.format, media_type=MEDIA_TYPES[row.format], width=row.width, height=row.height,
+                         size=row.size, parameters=row.parameters)
 
 
 class Previews:
@@ -203,7 +203,7 @@ class Previews:
     def __init__(self, catalogue: Any) -> None:
         self.catalogue = catalogue
 
-    def attach(self, version_id: int, images: list[CheckedImage]) -> list[dict[str, Any]]:
+    def attach(self, version_id: int, images: list[CheckedImage]) -> list[PreviewRecord]:
         """Store the images' blobs, then their rows (an image already attached is a no-op).
         Returns the version's previews."""
         settings: Settings = self.catalogue.settings
@@ -236,7 +236,7 @@ class Previews:
                 self.catalogue._ensure_blob(image.thumb_sha256, image.thumbnail)
         return self.for_version_ids([version_id]).get(version_id, [])
 
-    def remove(self, version_id: int, sha256: str) -> list[dict[str, Any]]:
+    def remove(self, version_id: int, sha256: str) -> list[PreviewRecord]:
         """Take one preview off a version (its blobs go with the next gc, if nothing else uses them)."""
         with self.catalogue.session() as session:
             row = session.execute(select(Preview).where(Preview.version_id == version_id,
@@ -256,7 +256,7 @@ class Previews:
             raise NotFound(f"no version {source}:{model}@{version}")
         return int(found)
 
-    def for_version_ids(self, version_ids: list[int], connection: Connection | None = None) -> dict[int, list[dict[str, Any]]]:
+    def for_version_ids(self, version_ids: list[int], connection: Connection | None = None) -> dict[int, list[PreviewRecord]]:
         """Each version's previews in order (on ``connection`` when the caller holds one)."""
         if not version_ids:
             return {}
@@ -265,9 +265,9 @@ class Previews:
         else:
             with self.catalogue.reader() as own:
                 rows = own.execute(_Q_BY_VERSIONS, {"ids": version_ids}).all()
-        found: dict[int, list[dict[str, Any]]] = {}
+        found: dict[int, list[PreviewRecord]] = {}
         for row in rows:
-            found.setdefault(row.version_id, []).append(preview_view(row))
+            found.setdefault(row.version_id, []).append(preview_record(row))
         return found
 
     def add_to_records(self, records: Sequence[VersionRecord]) -> list[VersionRecord]:

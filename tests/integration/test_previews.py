@@ -220,5 +220,5 @@ def test_every_answer_is_the_typed_record_s_json_exactly(registry: Server, sourc
     assert ModelRecord.from_wire(model).to_wire() == model and ModelRecord.from_wire(model).model_id is not None
     assert ResolveAnswer.from_wire(answer).to_wire() == answer
     typed = VersionRecord.from_wire(version)
-    assert typed.files and typed.files[0].format == "original" and typed.previews and typed.previews[0]["format"] == "png"
+    assert typed.files and typed.files[0].format == "original" and typed.previews and typed.previews[0].format == "png"
     assert typed.publisher == source and typed.pickle_scan["result"] and typed.version_id == version["version_id"]

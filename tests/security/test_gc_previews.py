@@ -23,7 +23,7 @@ def test_gc_keeps_preview_blobs_and_removes_orphans(database_url: str, tmp_path:
         images = check_images([("a.png", png(seed=1)), ("b.png", png(seed=2))], catalogue.settings)
         version_id = catalogue.previews.version_id("studio", "pics", "1")
         attached = catalogue.previews.attach(version_id, images)
-        kept = {record.sha256} | {p["sha256"] for p in attached} | {p["thumbnail_url"].rsplit("/", 1)[1] for p in attached}
+        kept = {record.sha256} | {p.sha256 for p in attached} | {str(p.thumbnail_url).rsplit("/", 1)[1] for p in attached}
         assert len(kept) == 5
         for digest in kept:
             _age(root / blob_key(digest), 2 * HOUR)  # old, but referenced
@@ -33,6 +33,6 @@ def test_gc_keeps_preview_blobs_and_removes_orphans(database_url: str, tmp_path:
         assert report.removed == [orphan] and report.orphans == [orphan]
         for digest in kept:
             assert (root / blob_key(digest)).is_file(), digest
-        assert not catalogue._delete_orphan(attached[0]["sha256"], 0)  # the lock-held recheck sees the row too
+        assert not catalogue._delete_orphan(str(attached[0].sha256), 0)  # the lock-held recheck sees the row too
     finally:
         catalogue.close()

@@ -83,16 +83,22 @@ def test_the_version_record_round_trips_the_wire_and_keeps_new_fields() -> None:
     from pseudoword.registry.core.errors import InvalidResponse
     from pseudoword.registry.core.record import VersionRecord
 
-    wire = _wire("glow", tags=["a"], previews=[{"url": "/p.png"}], downloads=3, future={"x": 1})
+    preview = {"url": "/p.png", "thumbnail_url": "/t.webp", "sha256": "cd" * 32, "format": "png",
+               "media_type": "image/png", "width": 64, "height": 48, "size": 900, "parameters": None}
+    wire = _wire("glow", tags=["a"], previews=[preview], downloads=3, future={"x": 1})
     record = VersionRecord.from_wire(wire)
     assert record.id == "s:glow@1" and record.tags == ("a",) and record.extra == {"future": {"x": 1}}
-    assert record.previews == ({"url": "/p.png"},) and record.files is None, "previews are a typed field"
-    assert record.to_wire()["previews"] == [{"url": "/p.png"}] and record.to_wire()["downloads"] == 3
+    assert record.previews and record.previews[0].width == 64 and record.files is None, "previews are typed records"
+    assert record.to_wire()["previews"] == [preview] and record.to_wire()["downloads"] == 3
     assert record.to_wire()["future"] == {"x": 1} and "files" not in record.to_wire()
     assert VersionRecord.from_wire(record.to_wire()) == record
     assert "downloads" not in VersionRecord.from_wire(_wire("glow")).to_wire(), "resolve records carry no count"
     with pytest.raises(InvalidResponse, match="'vectors' is '2'; expected a whole number"):
         VersionRecord.from_wire(_wire("glow", vectors="2"))
+    with pytest.raises(InvalidResponse, match="'width' is '64'; expected a whole number"):
+        VersionRecord.from_wire(_wire("glow", previews=[{**preview, "width": "64"}]))
+    with pytest.raises(InvalidResponse, match="a preview must be a JSON object"):
+        VersionRecord.from_wire(_wire("glow", previews=["/p.png"]))
     with pytest.raises(InvalidResponse, match="'sha256' is None"):
         VersionRecord.from_wire({**_wire("glow"), "sha256": None})
 
