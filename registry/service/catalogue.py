@@ -55,7 +55,7 @@ from pseudoword.registry.service.download_counts import DownloadCounter
 from pseudoword.registry.service.models import Model, Preview, Source, Version, VersionFile, utcnow
 from pseudoword.registry.service.previews import Previews
 from pseudoword.registry.service.resolve_cache import NoWatcher, ResolveCache
-from pseudoword.registry.service.search import KINDS, TAG, Query, index_model, search
+from pseudoword.registry.service.search import KINDS, TAG, Query, compact_index, index_model, search
 from pseudoword.registry.service.settings import Settings
 from pseudoword.registry.service.storage import BlobStore
 from pseudoword.registry.service.storage_guard import GuardedStore
@@ -264,6 +264,7 @@ class GcReport:
     temporaries_removed: list[str] = field(default_factory=list)
     grace_seconds: float = 0.0
     dry_run: bool = False
+    search_index_compacted: bool = False  # SQLite's text index merged into one segment (search.compact_index)
 
 
 class Catalogue:
@@ -674,7 +675,8 @@ class Catalogue:
 
     def gc(self, dry_run: bool = False, grace_seconds: float | None = None) -> GcReport:
         """Delete blobs no version refers to (orphans from interrupted publishes) once they are
-        older than the grace period, and partial writes a crash left behind."""
+        older than the grace period, and partial writes a crash left behind; on SQLite, compact
+        the text index too."""
         grace = self.settings.gc_grace_seconds if grace_seconds is None else grace_seconds
         report = GcReport(grace_seconds=grace, dry_run=dry_run)
         with self.session() as session:
@@ -692,6 +694,8 @@ class Catalogue:
                 report.removed.append(blob.sha256)
         if not dry_run:
             report.temporaries_removed = self.store.remove_stale_temporaries(cutoff)
+            with self.session() as session:
+                report.search_index_compacted = compact_index(session)
         return report
 
     def _delete_orphan(self, sha256: str, grace: float) -> bool:

@@ -16,7 +16,8 @@ What runs where (one machine, shared by everything):
   drawn from a word list with Zipf-like frequencies so queries match a realistic fraction (a
   common word matches 18-42 % of the catalogue, a rare one about 30 rows). All rows point at a
   few real blobs written through the service's blob store. PostgreSQL then gets the VACUUM
-  ANALYZE that autovacuum would run after such a change; SQLite gets no ANALYZE, as in service.
+  ANALYZE that autovacuum would run after such a change; SQLite gets no ANALYZE, as in service,
+  and the text index compaction that ``pseudoword gc`` runs.
 - Load generator for throughput: a separate process (so it does not share the server's GIL),
   an asyncio client speaking raw HTTP/1.1 over keep-alive connections, ``--clients`` concurrent
   tasks for ``--duration`` seconds. Raw sockets rather than httpx keep the client's own CPU per
@@ -294,11 +295,12 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
     from datetime import UTC, datetime
 
     from sqlalchemy import insert, text
+    from sqlmodel import Session
 
     from pseudoword.registry.service import search_terms
     from pseudoword.registry.service.db import make_engine, migrate
     from pseudoword.registry.service.models import Model, ModelTag, Source, Version, VersionFile
-    from pseudoword.registry.service.search import index_fields
+    from pseudoword.registry.service.search import compact_index, index_fields
     from pseudoword.registry.service.storage import open_store
 
     started = time.perf_counter()
@@ -366,6 +368,11 @@ def seed_catalogue(database_url: str, storage_url: str, data: CatalogueData) -> 
         # runs ANALYZE on SQLite, so neither does this.
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+    else:
+        # What `pseudoword gc` does on SQLite: the text index merged into one segment (the load
+        # left a dozen, and every term lookup seeks each).
+        with Session(engine) as session:
+            compact_index(session)
     engine.dispose()
     return {"entries": len(models), "tags": len(tags), "blobs": len(blobs),
             "seconds": round(time.perf_counter() - started, 1)}
