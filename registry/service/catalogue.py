@@ -48,7 +48,7 @@ from pseudoword.registry.core.hashes import HASH_LENGTHS, a1111_hash, autov2
 from pseudoword.registry.core.limits import Limits
 from pseudoword.registry.core.modelspec import canonical_base_model, file_hints
 from pseudoword.registry.core.pickle_scan import scan_file
-from pseudoword.registry.core.record import FileRecord, ModelRecord, ResolveAnswer, VersionRecord
+from pseudoword.registry.core.record import FileRecord, ModelRecord, PreviewRecord, ResolveAnswer, VersionRecord
 from pseudoword.registry.core.text import check_text
 from pseudoword.registry.core.writing import EXPORT_SUFFIXES, all_exports, safe_filename
 from pseudoword.registry.service.download_counts import DownloadCounter
@@ -193,7 +193,7 @@ def _permissions(value: Any) -> dict[str, Any]:
     return {key: value[key] for key in PERMISSION_FLAGS if key in value}
 
 
-def record(version: Version | Row[Any], previews: tuple[dict[str, Any], ...] | None = None) -> VersionRecord:
+def record(version: Version | Row[Any], previews: tuple[PreviewRecord, ...] | None = None) -> VersionRecord:
     """The version record every API answer and the client share (from an ORM object or a row);
     the one place the service builds it. Its ``to_wire()`` is the JSON the API sends."""
     ref = f"{version.source}:{version.model}@{version.version}"

@@ -263,11 +263,11 @@ def _best(rows: list[Any], after: dict[str, Any] | None, count: int) -> list[Any
 
 def _window(session: Session, dialect: str, where: list[str], params: dict[str, Any], top: int | None) -> _Window:
     """The RELEVANCE_WINDOW newest matches at or below ``top`` (the newest when None), scored."""
-    values = {**params, "window": RELEVANCE_WINDOW, "top": _INT64[1] if top is None else top}
     if dialect == "postgresql":
         rows = _pg_window(session, where, params, top)
         ids = [row.id for row in rows]
     else:
+        values = {**params, "window": RELEVANCE_WINDOW, "top": _INT64[1] if top is None else top}
         if len(where) > 1:  # filtered
             sql = ("SELECT s.rowid FROM model_search s JOIN models m ON m.id = s.rowid WHERE model_search MATCH :fts "
                    f"AND s.rowid <= :top AND {' AND '.join(where)} ORDER BY s.rowid DESC LIMIT :window")
@@ -303,7 +303,7 @@ def _pg_window(session: Session, where: list[str], params: dict[str, Any], top: 
         span = None if walk else _span(matches, size, wanted)
         if span is not None:
             where_sql += " AND m.id > :low"
-            values["low"] = below = min(below, size) - span
+            values["low"] = below = size - span
         rows += session.execute(text(
             "SELECT w.id, w.version_id, "
             "-CAST(ts_rank(w.search_vector, to_tsquery('simple', :tsq)) AS double precision) AS rank "  # best first
